@@ -1,0 +1,79 @@
+/**
+ * Stage 5: authenticate. One router, no trying of authenticators in turn (STYLE habit 5):
+ * a JWT-shaped token goes to the verifier registered for its `iss` (OIDC issuers, gatehouse's
+ * own local issuer), anything else to the API-key verifier. A presented credential that fails
+ * is 401 even when anonymous access is on; anonymous applies only when nothing was presented.
+ */
+import { GatehouseError } from '../errors.ts'
+import type { Access } from '../authz/profiles.ts'
+import type { ApiKeyVerifier } from './apikey.ts'
+import type { Credential } from './extract.ts'
+import { jwtShape, type JwtShape } from './jwtShape.ts'
+import { ANONYMOUS, type Principal } from './principal.ts'
+
+/** Verifies JWTs of one issuer. Implemented by the OIDC and local-token verifiers. */
+export interface JwtVerifier {
+  /** Verify the token; resolve to a principal or reject with a GatehouseError. */
+  verify(token: string, shape: JwtShape): Principal | Promise<Principal>
+}
+
+export interface AuthenticatorOptions {
+  readonly anonymousEnabled: boolean
+  readonly apiKeys: ApiKeyVerifier | undefined
+  /** Verifiers by exact `iss`. */
+  readonly jwtVerifiers: ReadonlyMap<string, JwtVerifier>
+  /** Names of the enabled methods for the 401 message, e.g. ["API-keys", "OIDC"]. */
+  readonly methodNames: readonly string[]
+}
+
+/** What the router decided; `explain` prints it. */
+export interface AuthResult {
+  readonly principal: Principal
+  readonly authenticator: 'apikey' | 'jwt' | 'anonymous'
+}
+
+/** The authentication router. */
+export class Authenticator {
+  readonly #o: AuthenticatorOptions
+  readonly #unauthenticated: GatehouseError
+
+  constructor(o: AuthenticatorOptions) {
+    this.#o = o
+    // Weaviate's exact text (W10), with our list of methods.
+    this.#unauthenticated = new GatehouseError('ERR_UNAUTHENTICATED', {
+      message: `anonymous access not enabled. Please authenticate through one of the available methods: [${o.methodNames.join(', ')}]`,
+    })
+  }
+
+  /** True when any credential-checking method is enabled. */
+  get anyMethod(): boolean {
+    return this.#o.methodNames.length > 0
+  }
+
+  /**
+   * Authenticate one request.
+   *
+   * @param access what the request needs; public paths admit a request without credential.
+   */
+  authenticate(cred: Credential | undefined, access: Access): AuthResult | Promise<AuthResult> {
+    if (cred === undefined) {
+      if (this.#o.anonymousEnabled || access === 'public') return { principal: ANONYMOUS, authenticator: 'anonymous' }
+      throw this.#unauthenticated
+    }
+    if (!this.anyMethod) throw new GatehouseError('ERR_NO_AUTH_SCHEME')
+    const shape = jwtShape(cred.token)
+    if (shape !== undefined) {
+      const iss = shape.payload.iss
+      const verifier = typeof iss === 'string' ? this.#o.jwtVerifiers.get(iss) : undefined
+      if (verifier === undefined) throw new GatehouseError('ERR_UNKNOWN_ISSUER', { detail: typeof iss === 'string' ? 'iss not configured' : 'no iss claim' })
+      const p = verifier.verify(cred.token, shape)
+      return p instanceof Promise ? p.then((principal) => ({ principal, authenticator: 'jwt' as const })) : { principal: p, authenticator: 'jwt' }
+    }
+    if (this.#o.apiKeys === undefined) {
+      throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token is not a JWT and API keys are not enabled', detail: 'api key presented, apikey disabled' })
+    }
+    const principal = this.#o.apiKeys.authenticate(cred.token)
+    if (principal === undefined) throw new GatehouseError('ERR_INVALID_API_KEY')
+    return { principal, authenticator: 'apikey' }
+  }
+}

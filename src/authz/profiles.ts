@@ -1,0 +1,110 @@
+/**
+ * Upstream profiles (SPEC §6): what a request is — public, authentication-only, read or write —
+ * decided on the method and the normalized path only. Never on a header the client can set
+ * (no X-HTTP-Method-Override), never on the query string.
+ */
+import type { ProfileName } from '../config/types.ts'
+
+/** What a request needs: nothing, any authenticated principal, a read role, or a write role. */
+export type Access = 'public' | 'authenticated' | 'read' | 'write'
+
+/** A classification with the rule that produced it (shown by `explain` and in debug logs). */
+export interface Classification {
+  readonly access: Access
+  readonly rule: string
+}
+
+export interface Profile {
+  readonly name: ProfileName
+  classify(method: string, path: string): Classification
+}
+
+const isGetHead = (m: string): boolean => m === 'GET' || m === 'HEAD'
+
+const GENERIC: Profile = {
+  name: 'generic',
+  classify(method) {
+    return method === 'GET' || method === 'HEAD' || method === 'OPTIONS'
+      ? { access: 'read', rule: 'generic: GET/HEAD/OPTIONS is a read' }
+      : { access: 'write', rule: `generic: ${method} is a write` }
+  },
+}
+
+// Weaviate's POST reads (W23; usecases/auth/authorization/docs/auth_calls.md).
+const WEAVIATE_POST_READS: readonly ((s: readonly string[]) => boolean)[] = [
+  (s) => s.length === 3 && s[2] === 'graphql',
+  (s) => s.length === 4 && s[2] === 'graphql' && s[3] === 'batch',
+  (s) => s.length === 4 && s[2] === 'objects' && s[3] === 'validate',
+  (s) => s.length === 7 && s[2] === 'schema' && s[4] === 'properties' && s[6] === 'tokenize' && nonEmpty(s[3]) && nonEmpty(s[5]),
+  (s) => s.length === 3 && s[2] === 'tokenize',
+  (s) => s.length === 4 && s[2] === 'aggregate' && nonEmpty(s[3]),
+  (s) => s.length >= 5 && s[2] === 'search' && nonEmpty(s[3]) && s.slice(4).every(nonEmpty),
+  (s) => s.length === 6 && s[2] === 'authz' && s[3] === 'roles' && s[5] === 'has-permission' && nonEmpty(s[4]),
+]
+
+function nonEmpty(s: string | undefined): boolean {
+  return s !== undefined && s !== ''
+}
+
+const WEAVIATE: Profile = {
+  name: 'weaviate',
+  classify(method, path) {
+    if (isGetHead(method)) {
+      if (path === '/' || path === '/v1' || path === '/v1/.well-known/live' || path === '/v1/.well-known/ready') {
+        return { access: 'public', rule: `weaviate: ${path} is public` }
+      }
+      if (path === '/v1/meta') return { access: 'authenticated', rule: 'weaviate: /v1/meta needs authentication but no role' }
+      return { access: 'read', rule: 'weaviate: GET/HEAD is a read' }
+    }
+    if (method === 'POST') {
+      const s = path.split('/')
+      if (s[1] === 'v1' && WEAVIATE_POST_READS.some((f) => f(s))) return { access: 'read', rule: `weaviate: POST ${path} is a read` }
+    }
+    return { access: 'write', rule: `weaviate: ${method} ${path} is a write` }
+  },
+}
+
+// Qdrant's read-only POST endpoints under /collections/{c}/points (SPEC §6).
+const QDRANT_POINT_READS = new Set([
+  '',
+  '/count',
+  '/scroll',
+  '/search',
+  '/search/batch',
+  '/search/groups',
+  '/recommend',
+  '/recommend/batch',
+  '/recommend/groups',
+  '/discover',
+  '/discover/batch',
+  '/query',
+  '/query/batch',
+  '/query/groups',
+])
+
+const QDRANT: Profile = {
+  name: 'qdrant',
+  classify(method, path) {
+    if (isGetHead(method)) {
+      if (path === '/' || path === '/healthz' || path === '/readyz' || path === '/livez') return { access: 'public', rule: `qdrant: ${path} is public` }
+      return { access: 'read', rule: 'qdrant: GET/HEAD is a read' }
+    }
+    if (method === 'POST') {
+      const m = /^\/collections\/([^/]+)\/points((?:\/[^/]+)*)$/.exec(path)
+      if (m !== null && QDRANT_POINT_READS.has(m[2] ?? '')) return { access: 'read', rule: `qdrant: POST ${path} is a read` }
+    }
+    return { access: 'write', rule: `qdrant: ${method} ${path} is a write` }
+  },
+}
+
+/** The profile of a name. */
+export function profileFor(name: ProfileName): Profile {
+  switch (name) {
+    case 'generic':
+      return GENERIC
+    case 'weaviate':
+      return WEAVIATE
+    case 'qdrant':
+      return QDRANT
+  }
+}

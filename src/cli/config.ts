@@ -1,0 +1,54 @@
+/** `gatehouse config check` and `gatehouse config print`. */
+import path from 'node:path'
+import { anonymousEnabled } from '../config/compile.ts'
+import { leaves } from '../config/schema.ts'
+import type { Source } from '../config/types.ts'
+import { formatDuration } from '../config/units.ts'
+import { loadOrReport } from './io.ts'
+
+/** Validate; exit 0 or 2 (every problem listed by loadOrReport). */
+export function configCheck(configPath: string | undefined): number {
+  const r = loadOrReport(configPath)
+  if (!r.ok) return 2
+  for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`)
+  process.stdout.write(`configuration OK (${r.config?.configFile === undefined ? 'defaults and environment; no file' : path.relative(process.cwd(), r.config.configFile) || r.config.configFile})\n`)
+  return 0
+}
+
+/** Print every effective value with its source; secrets redacted. */
+export function configPrint(configPath: string | undefined, json: boolean): number {
+  const r = loadOrReport(configPath)
+  if (!r.ok || r.config === undefined) return 2
+  const rows: { key: string; value: unknown; source: string }[] = []
+  for (const [p, l] of leaves()) {
+    let v = r.values.get(p)
+    if (l.secret === true) v = redact(v)
+    else if (l.type === 'duration' && typeof v === 'number') v = formatDuration(v)
+    rows.push({ key: p, value: v, source: describe(r.sources.get(p)) })
+  }
+  rows.push({ key: 'authentication.anonymous.enabled (effective)', value: anonymousEnabled(r.config), source: 'derived: on when no method is enabled, else only when explicitly enabled' })
+  if (json) {
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`)
+    return 0
+  }
+  const width = Math.max(...rows.map((x) => x.key.length))
+  for (const x of rows) process.stdout.write(`${x.key.padEnd(width)}  ${JSON.stringify(x.value) ?? '(unset)'}  # ${x.source}\n`)
+  for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`)
+  return 0
+}
+
+function redact(v: unknown): string {
+  if (Array.isArray(v)) return v.length === 0 ? '[]' : `<redacted: ${v.length} item${v.length === 1 ? '' : 's'}>`
+  if (typeof v === 'object' && v !== null) {
+    const refs = Object.entries(v as Record<string, Record<string, string>>).map(([k, ref]) => `${k}=${'env' in ref ? `env:${ref.env}` : 'file' in ref ? `file:${ref.file}` : '<redacted>'}`)
+    return refs.length === 0 ? '{}' : refs.join(', ')
+  }
+  return v === undefined || v === '' ? String(v ?? '(unset)') : '<redacted>'
+}
+
+function describe(s: Source | undefined): string {
+  if (s === undefined || s.kind === 'default') return 'default'
+  if (s.kind === 'file') return `${path.relative(process.cwd(), s.file) || s.file}:${s.line}`
+  if (s.kind === 'env') return `env ${s.name}`
+  return s.why
+}

@@ -1,0 +1,103 @@
+/**
+ * Compile a validated Config into the plain objects and closures the hot path uses (STYLE
+ * habit 3): sets instead of lists, resolved secrets, chosen forwarder. Runs once at start; a
+ * failure here is a configuration problem, never a request error.
+ */
+import { readFileSync } from 'node:fs'
+import { ApiKeyVerifier } from '../auth/apikey.ts'
+import { Authenticator, type JwtVerifier } from '../auth/authenticate.ts'
+import { AdminList } from '../authz/adminlist.ts'
+import { profileFor, type Profile } from '../authz/profiles.ts'
+import { canonical, type HeaderPolicy } from '../pipeline/headers.ts'
+import { createEchoForwarder } from '../upstream/echo.ts'
+import { createHttpForwarder, type Forwarder } from '../upstream/forward.ts'
+import { readKeysFile } from './keys.ts'
+import type { Config, SecretRef } from './types.ts'
+import { trustedProxyList } from './validate.ts'
+
+/** Everything a request needs, compiled. */
+export interface Runtime {
+  readonly config: Config
+  readonly profile: Profile
+  readonly authenticator: Authenticator
+  readonly adminList: AdminList
+  readonly headers: HeaderPolicy
+  readonly extract: { readonly apiKeyHeader: boolean; readonly queryToken: boolean }
+  /** Body of GET /v1/.well-known/openid-configuration, or undefined when OIDC is off (404). */
+  readonly wellKnown: string | undefined
+  readonly anonymousEnabled: boolean
+  readonly proto: 'http' | 'https'
+}
+
+/** Effective anonymous policy (W3): on when no method is enabled; else only when explicitly on. */
+export function anonymousEnabled(c: Config): boolean {
+  const a = c.authentication
+  const any = a.apikey.enabled || a.oidc.enabled
+  return any ? a.anonymous.enabled === true : true
+}
+
+/** Compile the request-time objects (no forwarder; see `createForwarder`). */
+export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifier> = new Map()): Runtime {
+  const a = c.authentication
+  const methodNames: string[] = []
+  if (a.apikey.enabled) methodNames.push('API-keys')
+  if (a.oidc.enabled) methodNames.push('OIDC')
+  let apiKeys: ApiKeyVerifier | undefined
+  if (a.apikey.enabled) {
+    const keys = [...a.apikey.allowedKeys, ...(a.apikey.allowedKeysFile === undefined ? [] : readKeysFile(a.apikey.allowedKeysFile))]
+    apiKeys = new ApiKeyVerifier(keys, a.apikey.users)
+  }
+  const anon = anonymousEnabled(c)
+  const profile = profileFor(c.upstream.profile)
+  const ih = c.identityHeaders
+  const fixed = Object.entries(c.upstream.headers).map(([k, ref]) => [k, resolveSecret(ref)] as const)
+  const headers: HeaderPolicy = Object.freeze({
+    names: { user: ih.user, groups: ih.groups, email: ih.email, authMethod: ih.authMethod, requestId: ih.requestId },
+    managed: new Set([ih.user, ih.groups, ih.email, ih.authMethod, ih.requestId, 'X-Forwarded-User', 'X-Forwarded-Groups', 'X-Forwarded-Email', 'X-Forwarded-Auth-Method', 'X-Forwarded-Preferred-Username', 'X-Forwarded-Access-Token'].map(canonical)),
+    trusted: trustedProxyList(c.trustedProxies),
+    passAuthorization: ih.passAuthorization,
+    stripApiKeyHeader: c.upstream.profile === 'qdrant' && !ih.passAuthorization,
+    fixed,
+    fixedLower: new Set(fixed.map(([k]) => k.toLowerCase())),
+    preserveHost: c.upstream.preserveHost,
+  })
+  let wellKnown: string | undefined
+  if (a.oidc.enabled) {
+    // Weaviate: url.JoinPath(issuer, "/.well-known/openid-configuration"); empty fields omitted (W20).
+    const body: Record<string, unknown> = { href: `${a.oidc.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration` }
+    if (a.oidc.clientId !== '') body.clientId = a.oidc.clientId
+    const scopes = a.oidc.scopes.filter((s) => s !== '')
+    if (scopes.length > 0) body.scopes = scopes
+    wellKnown = JSON.stringify(body)
+  }
+  return Object.freeze({
+    config: c,
+    profile,
+    authenticator: new Authenticator({ anonymousEnabled: anon, apiKeys, jwtVerifiers: extraVerifiers, methodNames }),
+    adminList: new AdminList(c.authorization.adminlist),
+    headers,
+    extract: { apiKeyHeader: c.upstream.profile === 'qdrant', queryToken: a.allowQueryToken },
+    wellKnown,
+    anonymousEnabled: anon,
+    proto: c.tls.enabled ? 'https' : 'http',
+  })
+}
+
+/** Create the forwarder for the configured upstream. */
+export function createForwarder(c: Config): Forwarder {
+  if (c.upstream.url === 'echo:') return createEchoForwarder(c.limits.maxRequestBody)
+  return createHttpForwarder({
+    url: c.upstream.url,
+    caFile: c.upstream.caFile,
+    timeouts: c.upstream.timeouts,
+    maxRequestBody: c.limits.maxRequestBody,
+    maxResponseBody: c.limits.maxResponseBody,
+  })
+}
+
+/** Resolve a secret reference. Files are trimmed of the trailing newline Secrets usually carry. */
+export function resolveSecret(ref: SecretRef): string {
+  if ('value' in ref) return ref.value
+  if ('env' in ref) return process.env[ref.env] ?? ''
+  return readFileSync(ref.file, 'utf8').trim()
+}

@@ -1,0 +1,245 @@
+/**
+ * The configuration schema: every key, its type, default, environment variables and a one-line
+ * description. Loading, `config print` and the unknown-key check all walk this one tree.
+ */
+
+/** How an environment variable is read. */
+export type EnvStyle =
+  /** Weaviate's rules: bool true only for on/enabled/1/true; lists split on `,` untrimmed. */
+  | 'weaviate'
+  /** gatehouse's own: strict; an unreadable value is a configuration problem. */
+  | 'gatehouse'
+
+export interface EnvBinding {
+  readonly name: string
+  readonly style: EnvStyle
+  /** Read only when the bool at this key path is true (Weaviate reads lists only when enabled). */
+  readonly readWhen?: string
+  /** Key paths reset to undefined when this variable is set (an env key list replaces the file). */
+  readonly replaces?: readonly string[]
+}
+
+export type LeafType = 'string' | 'int' | 'bool' | 'duration' | 'size' | 'stringList' | 'enum' | 'secretMap'
+
+export interface Leaf {
+  readonly kind: 'leaf'
+  readonly type: LeafType
+  readonly default: unknown
+  readonly doc: string
+  readonly values?: readonly string[]
+  readonly min?: number
+  readonly max?: number
+  readonly env?: readonly EnvBinding[]
+  /** Never printed or logged; `config print` shows only a redaction marker. */
+  readonly secret?: boolean
+  /** A file path: relative values from the YAML resolve against the YAML file's directory. */
+  readonly isPath?: boolean
+  /** Whether an unset optional string stays undefined instead of taking `default`. */
+  readonly optional?: boolean
+}
+
+export interface Group {
+  readonly kind: 'group'
+  readonly doc: string
+  readonly children: Readonly<Record<string, Node>>
+}
+
+export type Node = Leaf | Group
+
+function leaf(type: LeafType, def: unknown, doc: string, extra: Partial<Omit<Leaf, 'kind' | 'type' | 'default' | 'doc'>> = {}): Leaf {
+  return { kind: 'leaf', type, default: def, doc, ...extra }
+}
+function group(doc: string, children: Record<string, Node>): Group {
+  return { kind: 'group', doc, children }
+}
+const wv = (name: string, readWhen?: string, replaces?: string[]): EnvBinding => ({
+  name,
+  style: 'weaviate',
+  ...(readWhen === undefined ? {} : { readWhen }),
+  ...(replaces === undefined ? {} : { replaces }),
+})
+const gh = (name: string): EnvBinding => ({ name, style: 'gatehouse' })
+
+const SECOND = 1000
+
+/** The whole schema. Order here is the order of `config print` and of docs/configuration.md. */
+export const SCHEMA: Group = group('gatehouse configuration', {
+  listen: group('The data listener: the proxy itself.', {
+    address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_LISTEN_ADDRESS')] }),
+    port: leaf('int', 8443, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_PORT')] }),
+  }),
+  tls: group('TLS for both listeners (TLS 1.2+ with AEAD, forward-secret suites only).', {
+    enabled: leaf('bool', true, 'Terminate TLS. false is for a sidecar behind a mesh and logs a warning.', {
+      env: [gh('GATEHOUSE_TLS_ENABLED')],
+    }),
+    certFile: leaf('string', undefined, 'PEM certificate chain; unset: a self-signed certificate in stateDir.', {
+      optional: true,
+      isPath: true,
+      env: [gh('GATEHOUSE_TLS_CERT_FILE')],
+    }),
+    keyFile: leaf('string', undefined, 'PEM private key (unencrypted) matching certFile.', {
+      optional: true,
+      isPath: true,
+      env: [gh('GATEHOUSE_TLS_KEY_FILE')],
+    }),
+    minVersion: leaf('enum', 'TLSv1.2', 'Lowest TLS version accepted.', { values: ['TLSv1.2', 'TLSv1.3'] }),
+    ciphers: leaf('string', undefined, 'OpenSSL cipher list; must name only AEAD ECDHE suites. Unset: a strong default.', {
+      optional: true,
+    }),
+    watchInterval: leaf('duration', 2 * SECOND, 'How often the certificate files are checked for changes; 0s turns watching off.', {
+      min: 0,
+      max: 3_600_000,
+    }),
+  }),
+  admin: group('The admin listener: /healthz, /readyz, and the admin API.', {
+    enabled: leaf('bool', true, 'Run the admin listener.'),
+    address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_ADMIN_ADDRESS')] }),
+    port: leaf('int', 14000, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_ADMIN_PORT')] }),
+  }),
+  stateDir: leaf('string', '.gatehouse', 'Directory for generated certificates and runtime state.', {
+    isPath: true,
+    env: [gh('GATEHOUSE_STATE_DIR')],
+  }),
+  log: group('Logging (pino JSON lines on stdout).', {
+    level: leaf('enum', 'info', 'Log level.', {
+      values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      env: [gh('GATEHOUSE_LOG_LEVEL')],
+    }),
+    access: leaf('bool', true, 'Write one access line per request.'),
+  }),
+  trustedProxies: leaf('stringList', [], 'Peers (IPs or CIDRs) whose X-Forwarded-* headers are kept; others are stripped.'),
+  upstream: group('Where requests go.', {
+    url: leaf('string', 'echo:', 'Upstream base URL (http:// or https://), or echo: for the built-in echo upstream.', {
+      env: [gh('GATEHOUSE_UPSTREAM_URL')],
+    }),
+    grpcUrl: leaf('string', undefined, 'Where gRPC requests go (h2c:// or https://); used by the HTTP/2 support.', {
+      optional: true,
+      env: [gh('GATEHOUSE_UPSTREAM_GRPC_URL')],
+    }),
+    profile: leaf('enum', 'generic', 'What counts as a read and which paths are public.', {
+      values: ['generic', 'weaviate', 'qdrant'],
+      env: [gh('GATEHOUSE_UPSTREAM_PROFILE')],
+    }),
+    caFile: leaf('string', undefined, 'PEM CA bundle trusted for an https upstream (in addition to the system CAs).', {
+      optional: true,
+      isPath: true,
+    }),
+    preserveHost: leaf('bool', false, 'Send the client Host header upstream instead of the upstream host.'),
+    timeouts: group('Upstream timeouts; a timeout answers 504.', {
+      connect: leaf('duration', 10 * SECOND, 'Connecting to the upstream.', { min: 1, max: 3_600_000 }),
+      headers: leaf('duration', 60 * SECOND, 'Waiting for the response headers.', { min: 1, max: 86_400_000 }),
+      body: leaf('duration', 300 * SECOND, 'Maximum idle time between body chunks (0s: none).', { min: 0, max: 86_400_000 }),
+    }),
+    headers: leaf('secretMap', {}, 'Headers set on every forwarded request (e.g. the upstream’s own API key): a string, {env: VAR} or {file: PATH}.', {
+      secret: true,
+    }),
+  }),
+  limits: group('Body size limits; 0 means unlimited. Bodies always stream.', {
+    maxRequestBody: leaf('size', 0, 'Largest request body forwarded (413 beyond).'),
+    maxResponseBody: leaf('size', 0, 'Largest upstream response body relayed.'),
+  }),
+  shutdown: group('Graceful shutdown.', {
+    gracePeriod: leaf('duration', 10 * SECOND, 'How long SIGTERM waits for in-flight requests.', { min: 0, max: 3_600_000 }),
+  }),
+  authentication: group('Who a request comes from.', {
+    anonymous: group('Requests without any credential.', {
+      enabled: leaf('bool', undefined, 'Allow anonymous requests. Unset: on only when no other method is enabled.', {
+        optional: true,
+        env: [wv('AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED')],
+      }),
+    }),
+    allowQueryToken: leaf('bool', false, 'Also accept the token from the access_token query parameter (removed before forwarding).'),
+    apikey: group('Static API keys (Weaviate style).', {
+      enabled: leaf('bool', false, 'Accept API keys.', { env: [wv('AUTHENTICATION_APIKEY_ENABLED')] }),
+      allowedKeys: leaf('stringList', [], 'Keys, plaintext or sha256:<hex>. Prefer allowedKeysFile or the env variable.', {
+        secret: true,
+        env: [wv('AUTHENTICATION_APIKEY_ALLOWED_KEYS', 'authentication.apikey.enabled', ['authentication.apikey.allowedKeysFile'])],
+      }),
+      allowedKeysFile: leaf('string', undefined, 'File with one key per line (# comments), e.g. a mounted Kubernetes Secret.', {
+        optional: true,
+        isPath: true,
+      }),
+      generateIfMissing: leaf('bool', false, 'Create allowedKeysFile with one random key when it does not exist (demo setups).'),
+      users: leaf('stringList', [], 'One user for all keys, or one user per key (key n → user n).', {
+        env: [wv('AUTHENTICATION_APIKEY_USERS', 'authentication.apikey.enabled')],
+      }),
+    }),
+    oidc: group('OIDC bearer JWTs (Weaviate style).', {
+      enabled: leaf('bool', false, 'Accept OIDC JWTs.', { env: [wv('AUTHENTICATION_OIDC_ENABLED')] }),
+      issuer: leaf('string', '', 'Issuer URL, exactly as in the tokens’ iss claim.', {
+        env: [wv('AUTHENTICATION_OIDC_ISSUER', 'authentication.oidc.enabled')],
+      }),
+      clientId: leaf('string', '', 'Client id that must appear in aud.', {
+        env: [wv('AUTHENTICATION_OIDC_CLIENT_ID', 'authentication.oidc.enabled')],
+      }),
+      skipClientIdCheck: leaf('bool', false, 'Do not check aud (only if the issuer’s tokens are meant for you alone).', {
+        env: [wv('AUTHENTICATION_OIDC_SKIP_CLIENT_ID_CHECK', 'authentication.oidc.enabled')],
+      }),
+      usernameClaim: leaf('string', '', 'Claim (dotted path allowed) holding the user name.', {
+        env: [wv('AUTHENTICATION_OIDC_USERNAME_CLAIM', 'authentication.oidc.enabled')],
+      }),
+      groupsClaim: leaf('string', '', 'Claim (dotted path allowed) holding the groups.', {
+        env: [wv('AUTHENTICATION_OIDC_GROUPS_CLAIM', 'authentication.oidc.enabled')],
+      }),
+      scopes: leaf('stringList', [], 'Scopes advertised to clients on the discovery endpoint.', {
+        env: [wv('AUTHENTICATION_OIDC_SCOPES', 'authentication.oidc.enabled')],
+      }),
+      jwksUrl: leaf('string', '', 'Fixed JWKS URL instead of discovery.', {
+        env: [wv('AUTHENTICATION_OIDC_JWKS_URL', 'authentication.oidc.enabled')],
+      }),
+      certificate: leaf('string', '', 'PEM CA certificate (inline, file path, or URL) for TLS to the issuer.', {
+        env: [wv('AUTHENTICATION_OIDC_CERTIFICATE', 'authentication.oidc.enabled')],
+      }),
+      algorithms: leaf('stringList', [], 'Allowed signing algorithms (asymmetric only). Empty: what the issuer advertises.'),
+      clockTolerance: leaf('duration', 60 * SECOND, 'Tolerance for nbf/iat/exp.', { min: 0, max: 600_000 }),
+    }),
+  }),
+  authorization: group('What an identity may do.', {
+    adminlist: group('Weaviate’s admin list.', {
+      enabled: leaf('bool', false, 'Enforce the admin list; off: every authenticated principal may do everything.', {
+        env: [wv('AUTHORIZATION_ADMINLIST_ENABLED')],
+      }),
+      users: leaf('stringList', [], 'Users who may do everything.', {
+        env: [wv('AUTHORIZATION_ADMINLIST_USERS', 'authorization.adminlist.enabled')],
+      }),
+      readonlyUsers: leaf('stringList', [], 'Users who may only read.', {
+        env: [wv('AUTHORIZATION_ADMINLIST_READONLY_USERS', 'authorization.adminlist.enabled')],
+      }),
+      groups: leaf('stringList', [], 'Groups whose members may do everything.', {
+        env: [wv('AUTHORIZATION_ADMINLIST_GROUPS', 'authorization.adminlist.enabled')],
+      }),
+      readonlyGroups: leaf('stringList', [], 'Groups whose members may only read.', {
+        env: [wv('AUTHORIZATION_ADMINLIST_READONLY_GROUPS', 'authorization.adminlist.enabled')],
+      }),
+    }),
+  }),
+  identityHeaders: group('Headers injected into forwarded requests (client-sent copies are always removed).', {
+    user: leaf('string', 'X-Forwarded-User', 'User name.'),
+    groups: leaf('string', 'X-Forwarded-Groups', 'Groups, comma-separated.'),
+    email: leaf('string', 'X-Forwarded-Email', 'Email, when known.'),
+    authMethod: leaf('string', 'X-Forwarded-Auth-Method', 'apikey | oidc | local | anonymous.'),
+    requestId: leaf('string', 'X-Request-Id', 'Request id (kept from the client when well-formed).'),
+    passAuthorization: leaf('bool', false, 'Pass the client’s Authorization header (and qdrant api-key header) upstream.'),
+  }),
+})
+
+/** Iterate over every leaf with its dotted path, in schema order. */
+export function* leaves(node: Group = SCHEMA, prefix = ''): Generator<[string, Leaf]> {
+  for (const [k, child] of Object.entries(node.children)) {
+    const p = prefix === '' ? k : `${prefix}.${k}`
+    if (child.kind === 'leaf') yield [p, child]
+    else yield* leaves(child, p)
+  }
+}
+
+/** Find the leaf at a dotted path. */
+export function leafAt(path: string): Leaf | undefined {
+  let node: Node = SCHEMA
+  for (const part of path.split('.')) {
+    if (node.kind !== 'group') return undefined
+    const next: Node | undefined = node.children[part]
+    if (next === undefined) return undefined
+    node = next
+  }
+  return node.kind === 'leaf' ? node : undefined
+}

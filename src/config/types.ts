@@ -1,0 +1,103 @@
+/**
+ * The validated, frozen configuration. Produced by `loadConfig` (YAML, then environment over it)
+ * and consumed only at start by `compile`; the hot path never reads it.
+ */
+
+/** The upstream profile decides what counts as a read and which paths are public (SPEC §6). */
+export type ProfileName = 'generic' | 'weaviate' | 'qdrant'
+
+/** A secret value given inline, by environment variable or by file (Kubernetes Secret). */
+export type SecretRef = { value: string } | { env: string } | { file: string }
+
+export interface Config {
+  /** Absolute path of the YAML file that was read, or undefined when only defaults/env applied. */
+  readonly configFile: string | undefined
+  readonly listen: { readonly address: string; readonly port: number }
+  readonly admin: { readonly enabled: boolean; readonly address: string; readonly port: number }
+  readonly tls: {
+    readonly enabled: boolean
+    readonly certFile: string | undefined
+    readonly keyFile: string | undefined
+    readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
+    readonly ciphers: string | undefined
+    /** Poll interval for certificate file changes, in ms; 0 turns watching off. */
+    readonly watchInterval: number
+  }
+  readonly stateDir: string
+  readonly log: { readonly level: LogLevel; readonly access: boolean }
+  /** Peers whose X-Forwarded-* headers are kept (IPs or CIDRs). */
+  readonly trustedProxies: readonly string[]
+  readonly upstream: {
+    readonly url: string
+    readonly grpcUrl: string | undefined
+    readonly profile: ProfileName
+    readonly caFile: string | undefined
+    readonly preserveHost: boolean
+    readonly timeouts: { readonly connect: number; readonly headers: number; readonly body: number }
+    readonly headers: Readonly<Record<string, SecretRef>>
+  }
+  readonly limits: { readonly maxRequestBody: number; readonly maxResponseBody: number }
+  readonly shutdown: { readonly gracePeriod: number }
+  readonly authentication: {
+    readonly anonymous: { readonly enabled: boolean | undefined }
+    readonly allowQueryToken: boolean
+    readonly apikey: {
+      readonly enabled: boolean
+      readonly allowedKeys: readonly string[]
+      readonly allowedKeysFile: string | undefined
+      readonly generateIfMissing: boolean
+      readonly users: readonly string[]
+    }
+    readonly oidc: {
+      readonly enabled: boolean
+      readonly issuer: string
+      readonly clientId: string
+      readonly skipClientIdCheck: boolean
+      readonly usernameClaim: string
+      readonly groupsClaim: string
+      readonly scopes: readonly string[]
+      readonly jwksUrl: string
+      readonly certificate: string
+      readonly algorithms: readonly string[]
+      readonly clockTolerance: number
+    }
+  }
+  readonly authorization: {
+    readonly adminlist: {
+      readonly enabled: boolean
+      readonly users: readonly string[]
+      readonly readonlyUsers: readonly string[]
+      readonly groups: readonly string[]
+      readonly readonlyGroups: readonly string[]
+    }
+  }
+  readonly identityHeaders: {
+    readonly user: string
+    readonly groups: string
+    readonly email: string
+    readonly authMethod: string
+    readonly requestId: string
+    readonly passAuthorization: boolean
+  }
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+/** Where a configuration value came from; `config print` shows it next to the value. */
+export type Source =
+  | { readonly kind: 'default' }
+  | { readonly kind: 'file'; readonly file: string; readonly line: number }
+  | { readonly kind: 'env'; readonly name: string }
+  | { readonly kind: 'derived'; readonly why: string }
+
+/** One configuration problem; all are collected and reported together (exit 2). */
+export interface Problem {
+  /** Dotted key path, e.g. `authentication.apikey.users[1]`. */
+  readonly path: string
+  readonly source: Source | undefined
+  /** The offending value, already redacted when the key holds a secret. */
+  readonly value: string | undefined
+  readonly message: string
+  /** What to do about it. */
+  readonly remedy: string
+}

@@ -1,0 +1,102 @@
+/**
+ * The one error type of gatehouse and its table of stable reason codes.
+ *
+ * Callers branch on `.code`, never on message text (STYLE habit 1). Errors from jose, undici
+ * and node:tls are translated into these at the boundary where they are caught.
+ */
+
+/** One row of the table: HTTP status and the public message clients see. */
+export interface ErrorSpec {
+  readonly status: number
+  readonly message: string
+}
+
+/**
+ * Reason code → status and public message. Public messages never contain claims, keys or
+ * tokens (SPEC §9); details go to `GatehouseError.detail`, which is logged but not sent.
+ */
+export const ERRORS = {
+  ERR_UNAUTHENTICATED: { status: 401, message: 'anonymous access not enabled' },
+  ERR_NO_AUTH_SCHEME: {
+    status: 401,
+    message:
+      "no authentication scheme is configured (API Key or OIDC), but an 'Authorization' header was provided. Please configure an auth scheme or remove the header for anonymous access",
+  },
+  ERR_INVALID_API_KEY: { status: 401, message: 'unauthorized: invalid api key' },
+  ERR_UNKNOWN_ISSUER: {
+    status: 401,
+    message: 'unauthorized: the token was issued by an issuer this proxy does not trust',
+  },
+  ERR_INVALID_TOKEN: { status: 401, message: 'unauthorized: invalid token' },
+  ERR_FORBIDDEN: { status: 403, message: 'forbidden: insufficient permissions for this request' },
+  ERR_BAD_REQUEST: { status: 400, message: 'bad request' },
+  ERR_BAD_PATH: {
+    status: 400,
+    message:
+      'the request path is ambiguous (encoded slash or backslash, control character, fragment or matrix parameter); send the plain path',
+  },
+  ERR_AMBIGUOUS_CREDENTIAL: {
+    status: 400,
+    message: 'more than one credential was presented; send exactly one',
+  },
+  ERR_NOT_FOUND: { status: 404, message: 'not found' },
+  ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  ERR_REQUEST_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
+  ERR_UPSTREAM_UNAVAILABLE: {
+    status: 502,
+    message: 'the upstream service refused or reset the connection',
+  },
+  ERR_UPSTREAM_RESPONSE_TOO_LARGE: {
+    status: 502,
+    message: 'the upstream response exceeds the configured limit',
+  },
+  ERR_UPSTREAM_BAD_RESPONSE: { status: 502, message: 'the upstream sent an invalid response' },
+  ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'the upstream service did not answer in time' },
+  ERR_DRAINING: { status: 503, message: 'gatehouse is shutting down; retry on another instance' },
+  ERR_INTERNAL: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, ErrorSpec>
+
+/** A stable reason code. */
+export type ErrorCode = keyof typeof ERRORS
+
+/**
+ * An error with a stable reason code. `message` is the public message (may be overridden
+ * with a more precise public text); `detail` is for logs only.
+ */
+export class GatehouseError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly detail: string | undefined
+  /** Extra response headers (e.g. `Retry-After`). */
+  readonly headers: Readonly<Record<string, string>> | undefined
+
+  constructor(
+    code: ErrorCode,
+    options: { message?: string; detail?: string; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(options.message ?? ERRORS[code].message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'GatehouseError'
+    this.code = code
+    this.status = ERRORS[code].status
+    this.detail = options.detail
+    this.headers = options.headers
+  }
+}
+
+/** True when `e` is a GatehouseError (works across module copies). */
+export function isGatehouseError(e: unknown): e is GatehouseError {
+  return e instanceof GatehouseError
+}
+
+/** The JSON body of every error gatehouse itself answers with (SPEC §9). */
+export interface ErrorBody {
+  code: number
+  message: string
+  reason: ErrorCode
+  requestId: string
+}
+
+/** Build the public JSON body for an error. */
+export function errorBody(err: GatehouseError, requestId: string): ErrorBody {
+  return { code: err.status, message: err.message, reason: err.code, requestId }
+}

@@ -1,0 +1,144 @@
+/**
+ * Stage 2: parse and normalize the request target.
+ *
+ * Authorization is decided on the normalized path, and the upstream receives exactly that path,
+ * so what was judged is what is served. Anything whose meaning could differ between gatehouse
+ * and the upstream is refused with 400 instead of guessed at:
+ * - encoded `/` or `\` (`%2F`, `%5C`) and raw `\`: some servers decode them into separators;
+ * - double-encoded separators and dots (`%252F`, `%252E`, `%255C`): some servers decode twice;
+ * - `;` matrix parameters: some servers strip them before routing (Envoy CVE-2026-73511);
+ * - a fragment (`#`, never sent by real clients; oauth2-proxy GHSA-pxq7-h93f-9jrg);
+ * - control characters, encoded NUL, non-ASCII bytes.
+ * Dot segments (`.`, `..`, including `%2e`) and duplicate slashes are resolved (RFC 3986 §5.2.4,
+ * §6.2.2). The query string is never used for decisions (oauth2-proxy GHSA-7rh7-c77v-6434).
+ */
+import { GatehouseError } from '../errors.ts'
+
+/** The normalized request target. */
+export interface Target {
+  /** Normalized path: judged by the authorizer and sent upstream. */
+  readonly path: string
+  /** Raw query without the leading `?` ('' when absent). */
+  readonly query: string
+}
+
+const HEX = /^[0-9A-Fa-f]{2}$/
+
+/**
+ * Parse `req.url` (origin-form or absolute-form) into a normalized target.
+ *
+ * @throws GatehouseError `ERR_BAD_PATH` for an ambiguous or malformed target.
+ */
+export function parseTarget(url: string): Target {
+  let rest = url
+  if (!rest.startsWith('/')) {
+    // absolute-form (RFC 9112 §3.2.2): keep only path and query
+    const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(rest)
+    if (m === null) throw bad('request target is not a path')
+    rest = rest.slice(m[0].length)
+    if (rest === '' || rest.startsWith('?')) rest = `/${rest}`
+  }
+  const q = rest.indexOf('?')
+  const rawPath = q === -1 ? rest : rest.slice(0, q)
+  const query = q === -1 ? '' : rest.slice(q + 1)
+  if (query.includes('#')) throw bad('fragment in request target')
+  return { path: normalizePath(rawPath), query }
+}
+
+/**
+ * Normalize a raw path. Exported for `explain` and unit tests.
+ *
+ * @throws GatehouseError `ERR_BAD_PATH`
+ */
+export function normalizePath(raw: string): string {
+  // Fast path: plain paths (the common case) need only the dot-segment/slash pass.
+  let decoded = ''
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i)
+    if (c <= 0x20 || c >= 0x7f) throw bad('control, space or non-ASCII character in path')
+    if (c === 0x5c /* \ */) throw bad('backslash in path')
+    if (c === 0x23 /* # */) throw bad('fragment in request target')
+    if (c === 0x3b /* ; */) throw bad('matrix parameter (;) in path')
+    if (c !== 0x25 /* % */) {
+      decoded += raw[i]
+      continue
+    }
+    const hex = raw.slice(i + 1, i + 3)
+    if (!HEX.test(hex)) throw bad('malformed percent-encoding in path')
+    const byte = parseInt(hex, 16)
+    i += 2
+    if (isUnreserved(byte)) {
+      decoded += String.fromCharCode(byte)
+      continue
+    }
+    if (byte === 0x2f || byte === 0x5c) throw bad('encoded slash or backslash in path')
+    if (byte < 0x20 || byte === 0x7f) throw bad('encoded control character in path')
+    if (byte === 0x25) {
+      // %25XX where XX would decode to a separator or a dot: double decoding would move the path
+      const next = raw.slice(i + 1, i + 3).toLowerCase()
+      if (next === '2f' || next === '5c' || next === '2e') throw bad('double-encoded separator in path')
+    }
+    decoded += `%${hex.toUpperCase()}`
+  }
+  return removeDotSegments(decoded)
+}
+
+/** RFC 3986 §5.2.4 plus merging of empty segments (duplicate slashes). */
+function removeDotSegments(p: string): string {
+  if (!p.includes('//') && !p.includes('/.')) return p === '' ? '/' : p
+  const segs = p.split('/')
+  const out: string[] = []
+  let trailing = false
+  for (let i = 1; i < segs.length; i++) {
+    const s = segs[i] as string
+    const last = i === segs.length - 1
+    if (s === '' || s === '.') {
+      trailing = last
+      continue
+    }
+    if (s === '..') {
+      out.pop()
+      trailing = last
+      continue
+    }
+    out.push(s)
+    trailing = false
+  }
+  return out.length === 0 ? '/' : `/${out.join('/')}${trailing ? '/' : ''}`
+}
+
+function isUnreserved(b: number): boolean {
+  return (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x2e || b === 0x5f || b === 0x7e
+}
+
+function bad(detail: string): GatehouseError {
+  return new GatehouseError('ERR_BAD_PATH', { detail })
+}
+
+/**
+ * Remove every `access_token` parameter from a raw query; returns the token (when exactly one)
+ * and the remaining query. More than one is ambiguous.
+ */
+export function takeQueryToken(query: string): { token: string | undefined; query: string; count: number } {
+  if (!query.includes('access_token')) return { token: undefined, query, count: 0 }
+  const kept: string[] = []
+  let token: string | undefined
+  let count = 0
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=')
+    const name = eq === -1 ? part : part.slice(0, eq)
+    if (safeDecode(name) === 'access_token') {
+      count++
+      token = eq === -1 ? '' : safeDecode(part.slice(eq + 1).replace(/\+/g, ' '))
+    } else kept.push(part)
+  }
+  return { token, query: kept.join('&'), count }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s)
+  } catch {
+    return s
+  }
+}

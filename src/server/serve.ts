@@ -1,0 +1,130 @@
+/**
+ * Start and stop gatehouse: both listeners, TLS and its rotation, and the graceful drain
+ * (SIGTERM: stop accepting, finish in-flight requests within a grace period, then close).
+ */
+import { existsSync, mkdirSync } from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { createAdminHandler, type Readiness } from '../admin/routes.ts'
+import { compile, createForwarder } from '../config/compile.ts'
+import { writeNewKeysFile } from '../config/keys.ts'
+import type { Config } from '../config/types.ts'
+import type { Logger } from '../log.ts'
+import { createHandler, type ServeState } from '../pipeline/handler.ts'
+import { certSource, tlsOptions, watchCertificates, type CertSource } from './tls.ts'
+
+/** A running gatehouse. */
+export interface RunningServer {
+  readonly dataUrl: string
+  readonly adminUrl: string | undefined
+  readonly state: ServeState
+  /** The certificate in use (undefined when TLS is off). */
+  readonly cert: CertSource | undefined
+  /** Drain and stop: stop accepting, wait for in-flight requests up to `graceMs`, close. */
+  stop(graceMs?: number): Promise<void>
+}
+
+// Node's defaults would cut a long upload after 300 s (requestTimeout); bodies may be large and
+// slow, so only the header phase is bounded here (slow-client limits are hardened separately).
+const SERVER_OPTIONS = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 } as const
+
+/** Start both listeners with a validated config. */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 })
+  const k = config.authentication.apikey
+  if (k.enabled && k.allowedKeysFile !== undefined && k.generateIfMissing && !existsSync(k.allowedKeysFile)) {
+    writeNewKeysFile(k.allowedKeysFile)
+    logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
+  }
+  const runtime = compile(config)
+  const forwarder = createForwarder(config)
+  const state: ServeState = { draining: false, inflight: 0 }
+  const readiness: Readiness = { listeners: false, state: false }
+  const handler = createHandler({ runtime, forwarder, logger, state })
+  const adminHandler = createAdminHandler(state, readiness)
+
+  let cert: CertSource | undefined
+  let data: http.Server
+  let admin: http.Server | undefined
+  if (config.tls.enabled) {
+    cert = certSource(config, logger)
+    const opts = tlsOptions(config, cert)
+    data = https.createServer({ ...opts, ...SERVER_OPTIONS }, handler)
+    if (config.admin.enabled) admin = https.createServer({ ...opts, ...SERVER_OPTIONS }, adminHandler)
+  } else {
+    data = http.createServer(SERVER_OPTIONS, handler)
+    if (config.admin.enabled) admin = http.createServer(SERVER_OPTIONS, adminHandler)
+  }
+  for (const s of [data, admin]) {
+    s?.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // Malformed HTTP never reaches the pipeline; answer 400 and close (llhttp rejects smuggling shapes).
+      logger.debug({ code: err.code }, 'client error')
+      if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      else socket.destroy()
+    })
+  }
+
+  await listen(data, config.listen.port, config.listen.address)
+  if (admin !== undefined) {
+    try {
+      await listen(admin, config.admin.port, config.admin.address)
+    } catch (e) {
+      data.close()
+      throw e
+    }
+  }
+  const scheme = config.tls.enabled ? 'https' : 'http'
+  const url = (s: http.Server, addr: string): string => {
+    const a = s.address() as AddressInfo
+    const host = addr === '0.0.0.0' || addr === '::' ? 'localhost' : addr.includes(':') ? `[${addr}]` : addr
+    return `${scheme}://${host}:${a.port}`
+  }
+  const dataUrl = url(data, config.listen.address)
+  const adminUrl = admin === undefined ? undefined : url(admin, config.admin.address)
+  const stopWatching = cert === undefined ? () => {} : watchCertificates(config, cert, [data as https.Server, ...(admin === undefined ? [] : [admin as https.Server])], logger)
+  readiness.listeners = true
+  readiness.state = true
+
+  let stopping: Promise<void> | undefined
+  const stop = (graceMs = config.shutdown.gracePeriod): Promise<void> => {
+    stopping ??= (async () => {
+      state.draining = true
+      logger.info({ inflight: state.inflight, graceMs }, 'draining: no new connections; waiting for in-flight requests')
+      const closed = new Promise<void>((resolve) => data.close(() => resolve()))
+      data.closeIdleConnections()
+      const deadline = Date.now() + graceMs
+      while (state.inflight > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25))
+        data.closeIdleConnections()
+      }
+      if (state.inflight > 0) logger.warn({ inflight: state.inflight }, 'grace period over; closing the remaining connections')
+      data.closeAllConnections()
+      await closed
+      stopWatching()
+      if (admin !== undefined) {
+        const a = admin
+        await new Promise<void>((resolve) => {
+          a.close(() => resolve())
+          a.closeAllConnections()
+        })
+      }
+      await forwarder.close()
+      logger.info('stopped')
+    })()
+    return stopping
+  }
+
+  return { dataUrl, adminUrl, state, cert, stop }
+}
+
+function listen(server: http.Server, port: number, address: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: Error): void => reject(e)
+    server.once('error', onError)
+    server.listen(port, address, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+}

@@ -1,0 +1,139 @@
+/**
+ * Stage 8: forward to the upstream with undici and stream both ways.
+ *
+ * Bodies are never buffered: the client request is handed to undici as a stream and the
+ * upstream body is piped into the response, so memory stays flat for any size. Failures map to
+ * 502 (refused, reset, bad response) and 504 (timeouts) while no response byte has been sent;
+ * after that the only honest signal is to cut the client connection.
+ */
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pipeline } from 'node:stream/promises'
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { rootCertificates } from 'node:tls'
+import { Pool, type Dispatcher } from 'undici'
+import { GatehouseError } from '../errors.ts'
+import { HOP_BY_HOP } from './hop.ts'
+
+/** Forwards one request whose upstream headers are already built. */
+export interface Forwarder {
+  /**
+   * Send the request upstream and stream the answer into `res`.
+   * @returns the upstream status code.
+   * @throws GatehouseError when the upstream fails before the response started.
+   */
+  forward(req: IncomingMessage, res: ServerResponse, path: string, query: string, headers: string[]): Promise<number>
+  close(): Promise<void>
+}
+
+export interface ForwarderOptions {
+  readonly url: string
+  readonly caFile: string | undefined
+  readonly timeouts: { readonly connect: number; readonly headers: number; readonly body: number }
+  readonly maxRequestBody: number
+  readonly maxResponseBody: number
+}
+
+/** Build the undici forwarder for an http(s) upstream. */
+export function createHttpForwarder(o: ForwarderOptions): Forwarder {
+  const base = new URL(o.url)
+  const basePath = base.pathname.replace(/\/+$/, '')
+  const ca = o.caFile === undefined ? undefined : [...rootCertificates, readFileSync(o.caFile, 'utf8')]
+  const pool = new Pool(base.origin, {
+    connect: { timeout: o.timeouts.connect, ...(ca === undefined ? {} : { ca }) },
+    headersTimeout: o.timeouts.headers,
+    bodyTimeout: o.timeouts.body,
+    keepAliveTimeout: 4_000,
+  })
+
+  return {
+    async forward(req, res, path, query, headers) {
+      const ac = new AbortController()
+      const onClose = (): void => {
+        if (!res.writableFinished) ac.abort()
+      }
+      res.once('close', onClose)
+      const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+      let body: Readable | null = null
+      if (hasBody) {
+        const declared = Number(req.headers['content-length'] ?? NaN)
+        if (o.maxRequestBody > 0 && declared > o.maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` })
+        body = o.maxRequestBody > 0 ? req.pipe(limiter(o.maxRequestBody, 'ERR_REQUEST_TOO_LARGE')) : req
+      }
+      let r: Dispatcher.ResponseData
+      try {
+        r = await pool.request({
+          method: req.method as string,
+          path: `${basePath}${path}${query === '' ? '' : `?${query}`}`,
+          headers,
+          body,
+          signal: ac.signal,
+        })
+      } catch (e) {
+        res.off('close', onClose)
+        throw translate(e)
+      }
+      const declaredLen = Number(r.headers['content-length'] ?? NaN)
+      if (o.maxResponseBody > 0 && declaredLen > o.maxResponseBody) {
+        r.body.destroy()
+        res.off('close', onClose)
+        throw new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${declaredLen}` })
+      }
+      res.writeHead(r.statusCode, responseHeaders(r.headers))
+      try {
+        if (o.maxResponseBody > 0) await pipeline(r.body, limiter(o.maxResponseBody, 'ERR_UPSTREAM_RESPONSE_TOO_LARGE'), res)
+        else await pipeline(r.body, res)
+      } catch {
+        // The response has started: cut the connection so the client sees a truncated body.
+        res.destroy()
+      } finally {
+        res.off('close', onClose)
+      }
+      return r.statusCode
+    },
+    async close() {
+      await pool.close()
+    },
+  }
+}
+
+/** A pass-through that fails once more than `max` bytes went through. */
+function limiter(max: number, code: 'ERR_REQUEST_TOO_LARGE' | 'ERR_UPSTREAM_RESPONSE_TOO_LARGE'): Transform {
+  let n = 0
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      n += chunk.length
+      if (n > max) cb(new GatehouseError(code, { detail: `more than ${max} bytes` }))
+      else cb(null, chunk)
+    },
+  })
+}
+
+/** Drop hop-by-hop headers (and those named in Connection) from the upstream response. */
+export function responseHeaders(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const conn = h.connection
+  const named = conn === undefined ? undefined : new Set(String(conn).toLowerCase().split(',').map((s) => s.trim()))
+  const out: Record<string, string | string[]> = {}
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k) === true) continue
+    out[k] = v
+  }
+  return out
+}
+
+const REFUSED = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
+const TIMEOUT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
+
+/** Translate an undici/net error into a GatehouseError (the boundary of STYLE habit 1). */
+export function translate(e: unknown): GatehouseError {
+  if (e instanceof GatehouseError) return e
+  const err = e as { code?: string; cause?: { code?: string }; message?: string }
+  const code = err.code ?? err.cause?.code ?? ''
+  // A limiter error surfaces wrapped by undici as the request body's error.
+  const inner = (e as { cause?: unknown }).cause
+  if (inner instanceof GatehouseError) return inner
+  if (TIMEOUT.has(code)) return new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: code, cause: e })
+  if (REFUSED.has(code)) return new GatehouseError('ERR_UPSTREAM_UNAVAILABLE', { detail: code, cause: e })
+  if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new GatehouseError('ERR_UPSTREAM_BAD_RESPONSE', { detail: code, cause: e })
+  return new GatehouseError('ERR_UPSTREAM_UNAVAILABLE', { detail: code || (err.message ?? 'unknown upstream error'), cause: e })
+}
