@@ -1,0 +1,65 @@
+/**
+ * Run the real `gatehouse` binary (dist/bin/gatehouse.js, built by `npm test`'s build step) as
+ * a child process, the way users and the acceptance check do.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const BIN = path.join(ROOT, 'dist/bin/gatehouse.js')
+
+/** Minimal environment for children: no inherited GATEHOUSE_/AUTHENTICATION_ variables. */
+export function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' }
+  return { ...env, ...extra }
+}
+
+/** Run a CLI command to completion. */
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; input?: string } = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { env: baseEnv(opts.env), cwd: opts.cwd ?? ROOT, input: opts.input, encoding: 'utf8', timeout: 30_000 })
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }
+}
+
+export interface ServeProcess {
+  child: ChildProcess
+  dataUrl: string
+  adminUrl: string
+  stdout: string[]
+  stderr: string[]
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>
+}
+
+/** Start `gatehouse serve` and wait for its "gatehouse is ready" line. */
+export async function startServe(env: Record<string, string>, opts: { cwd?: string; args?: string[] } = {}): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve', ...(opts.args ?? [])], { env: baseEnv({ GATEHOUSE_PORT: '0', GATEHOUSE_ADMIN_PORT: '0', GATEHOUSE_LISTEN_ADDRESS: '127.0.0.1', GATEHOUSE_ADMIN_ADDRESS: '127.0.0.1', ...env }), cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  let buf = ''
+  const ready = new Promise<{ data: string; admin: string }>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`gatehouse did not become ready:\n${stdout.join('\n')}\n${stderr.join('')}`)), 15_000)
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString('utf8')
+      let i
+      while ((i = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, i)
+        buf = buf.slice(i + 1)
+        stdout.push(line)
+        if (line.includes('"gatehouse is ready"')) {
+          clearTimeout(t)
+          const j = JSON.parse(line) as { data: string; admin: string }
+          resolve({ data: j.data, admin: j.admin })
+        }
+      }
+    })
+    child.stderr?.on('data', (d: Buffer) => stderr.push(d.toString('utf8')))
+    void exited.then((code) => {
+      clearTimeout(t)
+      reject(new Error(`gatehouse exited with ${code} before it was ready:\n${stderr.join('')}\n${stdout.join('\n')}`))
+    })
+  })
+  const { data, admin } = await ready
+  return { child, dataUrl: data, adminUrl: admin, stdout, stderr, exited }
+}

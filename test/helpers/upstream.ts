@@ -1,0 +1,96 @@
+/**
+ * A real recording upstream on 127.0.0.1:0. It records every request it receives (method, url,
+ * headers, body size) so tests can assert what reached it — or that nothing did. Behaviour per
+ * request is chosen by path prefix:
+ *   /download/<bytes>  stream that many bytes back
+ *   /hang              never answer (for 504)
+ *   /reset             destroy the socket (for 502)
+ *   /slow-body         send headers, then wait 60 s before the body
+ *   anything else      200 JSON of what was received
+ */
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export interface Recorded {
+  method: string
+  url: string
+  headers: http.IncomingHttpHeaders
+  rawHeaders: string[]
+  bodyBytes: number
+}
+
+export interface RecordingUpstream {
+  url: string
+  port: number
+  requests: Recorded[]
+  /** Forget recorded requests. */
+  reset(): void
+  close(): Promise<void>
+}
+
+/** Start a recording upstream. */
+export async function startUpstream(): Promise<RecordingUpstream> {
+  const requests: Recorded[] = []
+  const sockets = new Set<import('node:net').Socket>()
+  const server = http.createServer({ requestTimeout: 0 }, (req, res) => {
+    const url = req.url ?? '/'
+    const rec: Recorded = { method: req.method ?? '', url, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 }
+    requests.push(rec)
+    if (url.startsWith('/reset')) {
+      req.socket.destroy()
+      return
+    }
+    if (url.startsWith('/hang')) return
+    req.on('data', (c: Buffer) => {
+      rec.bodyBytes += c.length
+    })
+    req.on('end', () => {
+      const dl = /^\/download\/(\d+)/.exec(url)
+      if (dl !== null) {
+        let left = Number(dl[1])
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left })
+        const chunk = Buffer.alloc(64 * 1024, 0x61)
+        const pump = (): void => {
+          while (left > 0) {
+            const n = Math.min(left, chunk.length)
+            left -= n
+            if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+              res.once('drain', pump)
+              return
+            }
+          }
+          res.end()
+        }
+        pump()
+        return
+      }
+      if (url.startsWith('/slow-body')) {
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.write('start')
+        return
+      }
+      const body = JSON.stringify({ method: rec.method, url, headers: req.headers, bodyBytes: rec.bodyBytes })
+      res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'recording', connection: 'keep-alive', 'keep-alive': 'timeout=5' })
+      res.end(body)
+    })
+  })
+  server.on('connection', (s) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as AddressInfo).port
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    reset: () => {
+      requests.length = 0
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => r())
+      }),
+  }
+}
