@@ -21,6 +21,7 @@ RUN npm ci \
 
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
+    GATEHOUSE_CONFIG=/app/proxy.yaml \
     GATEHOUSE_STATE_DIR=/var/lib/gatehouse \
     GATEHOUSE_LISTEN_ADDRESS=0.0.0.0 \
     GATEHOUSE_ADMIN_ADDRESS=0.0.0.0

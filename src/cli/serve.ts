@@ -12,6 +12,7 @@ export async function serve(configPath: string | undefined): Promise<number> {
   const c = r.config
   const logger = createLogger(c.log.level)
   for (const w of r.warnings) logger.warn(w)
+  if (c.configFile === undefined) logger.info('no configuration file given (use --config proxy.yaml or GATEHOUSE_CONFIG); running on defaults and environment variables')
   let server
   try {
     server = await startServer(c, logger)

@@ -2,7 +2,7 @@
  * Load the configuration: YAML file (with line numbers), then environment variables over it,
  * then semantic validation. Every problem is collected; nothing throws on bad input.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml'
 import { leafAt, leaves, SCHEMA, type Group, type Leaf } from './schema.ts'
@@ -29,14 +29,17 @@ export interface LoadOptions {
   readonly cwd?: string
 }
 
-/** Which file to read: --config, else GATEHOUSE_CONFIG, else ./proxy.yaml when it exists. */
+/**
+ * Which file to read: `--config`, else `GATEHOUSE_CONFIG`, else none (defaults and environment
+ * only). A file is never picked up implicitly, so an environment-only deployment is not changed
+ * by a proxy.yaml that happens to sit in the working directory.
+ */
 export function resolveConfigPath(opts: LoadOptions): { path: string | undefined; explicit: boolean } {
   const env = opts.env ?? process.env
   const cwd = opts.cwd ?? process.cwd()
   const explicit = opts.configPath ?? env.GATEHOUSE_CONFIG
   if (explicit !== undefined && explicit !== '') return { path: path.resolve(cwd, explicit), explicit: true }
-  const def = path.resolve(cwd, 'proxy.yaml')
-  return { path: existsSync(def) ? def : undefined, explicit: false }
+  return { path: undefined, explicit: false }
 }
 
 /** Load and validate. Never throws for bad input; see `problems`. */
@@ -58,6 +61,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
     readYaml(file, explicit, values, sources, problems)
   }
   applyEnv(env, cwd, values, sources, problems)
+  // generateIfMissing without a file: the key file lives in the state directory (writable in
+  // containers, unlike the directory of a read-only config file).
+  if (values.get('authentication.apikey.generateIfMissing') === true && values.get('authentication.apikey.allowedKeysFile') === undefined && sources.get('authentication.apikey.allowedKeysFile')?.kind === 'default') {
+    values.set('authentication.apikey.allowedKeysFile', path.resolve(cwd, String(values.get('stateDir')), 'api-keys'))
+    sources.set('authentication.apikey.allowedKeysFile', { kind: 'derived', why: 'generateIfMissing: <stateDir>/api-keys' })
+  }
 
   const config = problems.length === 0 ? build(values, file) : undefined
   if (config !== undefined) validate(config, sources, problems, warnings)

@@ -73,13 +73,11 @@ export function normalizePath(raw: string): string {
     }
     if (byte === 0x2f || byte === 0x5c) throw bad('encoded slash or backslash in path')
     if (byte < 0x20 || byte === 0x7f) throw bad('encoded control character in path')
-    if (byte === 0x25) {
-      // %25XX where XX would decode to a separator or a dot: double decoding would move the path
-      const next = raw.slice(i + 1, i + 3).toLowerCase()
-      if (next === '2f' || next === '5c' || next === '2e') throw bad('double-encoded separator in path')
-    }
     decoded += `%${hex.toUpperCase()}`
   }
+  // %25XX where XX decodes to a separator or a dot: a server that decodes twice would see a
+  // different path. Checked on the once-decoded form, so `%25%32%66` is caught like `%252f`.
+  if (decoded.includes('%25') && /%25(?:2f|5c|2e)/i.test(decoded)) throw bad('double-encoded separator in path')
   return removeDotSegments(decoded)
 }
 
@@ -120,7 +118,8 @@ function bad(detail: string): GatehouseError {
  * and the remaining query. More than one is ambiguous.
  */
 export function takeQueryToken(query: string): { token: string | undefined; query: string; count: number } {
-  if (!query.includes('access_token')) return { token: undefined, query, count: 0 }
+  // Names are compared decoded (`access%5Ftoken` is the same parameter to the upstream).
+  if (!query.includes('access_token') && !query.includes('%')) return { token: undefined, query, count: 0 }
   const kept: string[] = []
   let token: string | undefined
   let count = 0
