@@ -28,6 +28,8 @@ export const ERRORS = {
     message: 'unauthorized: the token was issued by an issuer this proxy does not trust',
   },
   ERR_INVALID_TOKEN: { status: 401, message: 'unauthorized: invalid token' },
+  ERR_TOKEN_EXPIRED: { status: 401, message: 'unauthorized: the token has expired' },
+  ERR_MISSING_CLAIM: { status: 401, message: 'unauthorized: the token lacks the user name claim' },
   ERR_FORBIDDEN: { status: 403, message: 'forbidden: insufficient permissions for this request' },
   ERR_BAD_REQUEST: { status: 400, message: 'bad request' },
   ERR_BAD_PATH: {
@@ -52,6 +54,10 @@ export const ERRORS = {
   },
   ERR_UPSTREAM_BAD_RESPONSE: { status: 502, message: 'the upstream sent an invalid response' },
   ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'the upstream service did not answer in time' },
+  ERR_IDP_UNAVAILABLE: {
+    status: 503,
+    message: 'the identity provider’s keys are not available yet; retry shortly',
+  },
   ERR_DRAINING: { status: 503, message: 'gatehouse is shutting down; retry on another instance' },
   ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>

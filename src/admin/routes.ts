@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
 import { errorBody, GatehouseError } from '../errors.ts'
+import type { JwksStatus } from '../auth/oidc/jwksCache.ts'
 import { sendJson } from '../pipeline/respond.ts'
 import type { ServeState } from '../pipeline/handler.ts'
 
@@ -12,6 +13,8 @@ import type { ServeState } from '../pipeline/handler.ts'
 export interface Readiness {
   listeners: boolean
   state: boolean
+  /** Each OIDC issuer's key status: ready once its keys were loaded at least once. */
+  issuers: () => JwksStatus[]
 }
 
 /** Build the admin request handler. */
@@ -22,8 +25,9 @@ export function createAdminHandler(state: ServeState, readiness: Readiness): (re
     if (req.method !== 'GET' && !head) return fail(res, new GatehouseError('ERR_METHOD_NOT_ALLOWED'), head)
     if (path === '/healthz') return sendJson(res, 200, JSON.stringify({ status: 'ok' }), head)
     if (path === '/readyz') {
-      const checks = { ...readiness, draining: state.draining }
-      const ready = readiness.listeners && readiness.state && !state.draining
+      const issuers = readiness.issuers().map((i) => ({ issuer: i.issuer, ready: i.ready, keys: i.keys, lastSuccess: i.lastSuccess, lastError: i.lastError }))
+      const checks = { listeners: readiness.listeners, state: readiness.state, draining: state.draining, issuers }
+      const ready = readiness.listeners && readiness.state && !state.draining && issuers.every((i) => i.ready)
       return sendJson(res, ready ? 200 : 503, JSON.stringify({ status: ready ? 'ready' : 'not ready', checks }), head)
     }
     return fail(res, new GatehouseError('ERR_NOT_FOUND'), head)

@@ -10,6 +10,7 @@ import type { ApiKeyVerifier } from './apikey.ts'
 import type { Credential } from './extract.ts'
 import { jwtShape, type JwtShape } from './jwtShape.ts'
 import { ANONYMOUS, type Principal } from './principal.ts'
+import { TokenCache } from './tokenCache.ts'
 
 /** Verifies JWTs of one issuer. Implemented by the OIDC and local-token verifiers. */
 export interface JwtVerifier {
@@ -24,6 +25,8 @@ export interface AuthenticatorOptions {
   readonly jwtVerifiers: ReadonlyMap<string, JwtVerifier>
   /** Names of the enabled methods for the 401 message, e.g. ["API-keys", "OIDC"]. */
   readonly methodNames: readonly string[]
+  /** Verified-token cache for JWTs; undefined: verify every time. */
+  readonly tokenCache?: TokenCache | undefined
 }
 
 /** What the router decided; `explain` prints it. */
@@ -66,8 +69,22 @@ export class Authenticator {
       const iss = shape.payload.iss
       const verifier = typeof iss === 'string' ? this.#o.jwtVerifiers.get(iss) : undefined
       if (verifier === undefined) throw new GatehouseError('ERR_UNKNOWN_ISSUER', { detail: typeof iss === 'string' ? 'iss not configured' : 'no iss claim' })
+      const cache = this.#o.tokenCache
+      if (cache === undefined) {
+        const p = verifier.verify(cred.token, shape)
+        return p instanceof Promise ? p.then((principal) => ({ principal, authenticator: 'jwt' as const })) : { principal: p, authenticator: 'jwt' }
+      }
+      const key = TokenCache.key(cred.token)
+      const hit = cache.get(key)
+      if (hit !== undefined) return { principal: hit, authenticator: 'jwt' }
+      // After verification the decoded payload is the verified one (same bytes): its exp/iat bound the entry.
+      const remember = (principal: Principal): AuthResult => {
+        const { exp, iat } = shape.payload
+        cache.set(key, principal, typeof exp === 'number' ? exp : undefined, typeof iat === 'number' ? iat : undefined)
+        return { principal, authenticator: 'jwt' }
+      }
       const p = verifier.verify(cred.token, shape)
-      return p instanceof Promise ? p.then((principal) => ({ principal, authenticator: 'jwt' as const })) : { principal: p, authenticator: 'jwt' }
+      return p instanceof Promise ? p.then(remember) : remember(p)
     }
     if (this.#o.apiKeys === undefined) {
       throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token is not a JWT and API keys are not enabled', detail: 'api key presented, apikey disabled' })

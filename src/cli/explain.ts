@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
 import { jwtShape } from '../auth/jwtShape.ts'
+import { createOidc } from '../auth/oidc/setup.ts'
 import { compile } from '../config/compile.ts'
+import { createLogger } from '../log.ts'
 import { GatehouseError } from '../errors.ts'
 import { upstreamHeaders } from '../pipeline/headers.ts'
 import { asGatehouseError } from '../pipeline/respond.ts'
@@ -24,7 +26,11 @@ export async function explain(v: Record<string, string | boolean | string[] | un
   if (typeof v['token-file'] === 'string') token = readFileSync(v['token-file'] === '-' ? 0 : v['token-file'], 'utf8').trim()
   const r = loadOrReport(typeof v.config === 'string' ? v.config : undefined)
   if (!r.ok || r.config === undefined) return 2
-  const rt = compile(r.config)
+  // Verifying a JWT needs the issuer's keys: fetch them once (persisted keys are used if it is down).
+  const oidc = await createOidc(r.config, createLogger('silent'))
+  oidc.start()
+  if (token !== undefined && jwtShape(token) !== undefined) await oidc.settle()
+  const rt = compile(r.config, oidc.verifiers)
 
   const headers: Record<string, string> = {}
   const rawHeaders: string[] = []
@@ -80,6 +86,7 @@ export async function explain(v: Record<string, string | boolean | string[] | un
     out.message = err.message
     lines.push(['decision', `deny — ${err.status} ${err.code}: ${err.message}${err.detail === undefined ? '' : ` (${err.detail})`}`])
   }
+  oidc.stop()
   if (v.json === true) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   else for (const [k, val] of lines) process.stdout.write(`${`${k}:`.padEnd(16)} ${val}\n`)
   return 0

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { ApiKeyVerifier } from '../auth/apikey.ts'
 import { Authenticator, type JwtVerifier } from '../auth/authenticate.ts'
+import { TokenCache } from '../auth/tokenCache.ts'
 import { AdminList } from '../authz/adminlist.ts'
 import { profileFor, type Profile } from '../authz/profiles.ts'
 import { canonical, type HeaderPolicy } from '../pipeline/headers.ts'
@@ -27,6 +28,8 @@ export interface Runtime {
   readonly wellKnown: string | undefined
   readonly anonymousEnabled: boolean
   readonly proto: 'http' | 'https'
+  /** The verified-token cache (undefined when no JWT method is on or it is disabled). */
+  readonly tokenCache: TokenCache | undefined
 }
 
 /** Effective anonymous policy (W3): on when no method is enabled; else only when explicitly on. */
@@ -48,6 +51,8 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
     apiKeys = new ApiKeyVerifier(keys, a.apikey.users)
   }
   const anon = anonymousEnabled(c)
+  const tc = c.authentication.tokenCache
+  const tokenCache = extraVerifiers.size > 0 && tc.maxEntries > 0 && tc.maxTtl > 0 ? new TokenCache({ maxEntries: tc.maxEntries, maxTtlMs: tc.maxTtl }) : undefined
   const profile = profileFor(c.upstream.profile)
   const ih = c.identityHeaders
   const fixed = Object.entries(c.upstream.headers).map(([k, ref]) => [k, resolveSecret(ref)] as const)
@@ -73,13 +78,14 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
   return Object.freeze({
     config: c,
     profile,
-    authenticator: new Authenticator({ anonymousEnabled: anon, apiKeys, jwtVerifiers: extraVerifiers, methodNames }),
+    authenticator: new Authenticator({ anonymousEnabled: anon, apiKeys, jwtVerifiers: extraVerifiers, methodNames, tokenCache }),
     adminList: new AdminList(c.authorization.adminlist),
     headers,
     extract: { apiKeyHeader: c.upstream.profile === 'qdrant', queryToken: a.allowQueryToken },
     wellKnown,
     anonymousEnabled: anon,
     proto: c.tls.enabled ? 'https' : 'http',
+    tokenCache,
   })
 }
 

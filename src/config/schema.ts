@@ -190,8 +190,20 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       certificate: leaf('string', '', 'PEM CA certificate (inline, file path, or URL) for TLS to the issuer.', {
         env: [wv('AUTHENTICATION_OIDC_CERTIFICATE', 'authentication.oidc.enabled')],
       }),
-      algorithms: leaf('stringList', [], 'Allowed signing algorithms (asymmetric only). Empty: what the issuer advertises.'),
+      algorithms: leaf('stringList', [], 'Allowed signing algorithms (asymmetric only). Empty: what the issuer advertises, else RS256.'),
       clockTolerance: leaf('duration', 60 * SECOND, 'Tolerance for nbf/iat/exp.', { min: 0, max: 600_000 }),
+      maxTokenBytes: leaf('size', 16 * 1024, 'Longest JWT accepted.'),
+      jwks: group('The JWKS cache of each issuer.', {
+        cooldown: leaf('duration', 30 * SECOND, 'Minimum time between refetches triggered by an unknown kid.', { min: 0, max: 86_400_000 }),
+        refreshInterval: leaf('duration', 600 * SECOND, 'Background refresh interval.', { min: 1000, max: 86_400_000 }),
+        staleIfError: leaf('duration', 86_400 * SECOND, 'How long the last good keys keep working while the issuer is unreachable.', { min: 0, max: 30 * 86_400_000 }),
+        fetchTimeout: leaf('duration', 5 * SECOND, 'Time limit of each discovery/JWKS fetch.', { min: 1, max: 60_000 }),
+        maxBytes: leaf('size', 512 * 1024, 'Size limit of each discovery/JWKS document.'),
+      }),
+    }),
+    tokenCache: group('Verified-token cache (JWTs): a repeated token costs a hash and a look-up.', {
+      maxEntries: leaf('int', 10_000, 'Entries kept (LRU); 0 turns the cache off.', { min: 0, max: 10_000_000 }),
+      maxTtl: leaf('duration', 300 * SECOND, 'Longest time a verification is reused (never past the token’s exp).', { min: 0, max: 86_400_000 }),
     }),
   }),
   authorization: group('What an identity may do.', {

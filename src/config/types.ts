@@ -60,7 +60,16 @@ export interface Config {
       readonly certificate: string
       readonly algorithms: readonly string[]
       readonly clockTolerance: number
+      readonly maxTokenBytes: number
+      readonly jwks: {
+        readonly cooldown: number
+        readonly refreshInterval: number
+        readonly staleIfError: number
+        readonly fetchTimeout: number
+        readonly maxBytes: number
+      }
     }
+    readonly tokenCache: { readonly maxEntries: number; readonly maxTtl: number }
   }
   readonly authorization: {
     readonly adminlist: {

@@ -7,6 +7,7 @@ import http from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { createAdminHandler, type Readiness } from '../admin/routes.ts'
+import { createOidc } from '../auth/oidc/setup.ts'
 import { compile, createForwarder } from '../config/compile.ts'
 import { writeNewKeysFile } from '../config/keys.ts'
 import type { Config } from '../config/types.ts'
@@ -37,10 +38,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     writeNewKeysFile(k.allowedKeysFile)
     logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
   }
-  const runtime = compile(config)
+  const oidc = await createOidc(config, logger)
+  oidc.start()
+  const runtime = compile(config, oidc.verifiers)
   const forwarder = createForwarder(config)
   const state: ServeState = { draining: false, inflight: 0 }
-  const readiness: Readiness = { listeners: false, state: false }
+  const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status() }
   const handler = createHandler({ runtime, forwarder, logger, state })
   const adminHandler = createAdminHandler(state, readiness)
 
@@ -71,6 +74,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       await listen(admin, config.admin.port, config.admin.address)
     } catch (e) {
       data.close()
+      oidc.stop()
       throw e
     }
   }
@@ -102,6 +106,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       data.closeAllConnections()
       await closed
       stopWatching()
+      oidc.stop()
       if (admin !== undefined) {
         const a = admin
         await new Promise<void>((resolve) => {

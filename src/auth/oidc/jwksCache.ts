@@ -1,0 +1,261 @@
+/**
+ * The JWKS cache of one OIDC issuer, a unit of its own (like Envoy's jwks cache, and unlike
+ * go-oidc's, which refetches on every unknown `kid` without a limit).
+ *
+ * - Keys are fetched by discovery (`<issuer>/.well-known/openid-configuration`, whose `issuer`
+ *   must match exactly) or from a fixed `jwksUrl`.
+ * - An unknown `kid` refetches at most once per cooldown; concurrent misses share one fetch.
+ * - Keys are refreshed in the background every `refreshMs`.
+ * - While the issuer is down, the last good keys keep working for `staleIfErrorMs` after the
+ *   last successful fetch; with no usable keys, requests get 503 `ERR_IDP_UNAVAILABLE`.
+ * - The last good discovery document and JWKS are persisted (atomically) and loaded at start,
+ *   so a restart during an outage still validates tokens.
+ * - Failed fetches are retried with exponential backoff.
+ */
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { importJWK, type JWK } from 'jose'
+import type { Dispatcher } from 'undici'
+import { GatehouseError } from '../../errors.ts'
+import type { Logger } from '../../log.ts'
+import { writeFileAtomic } from '../../store/atomic.ts'
+import { fetchJson, FetchError, type FetchLimits } from './fetch.ts'
+
+/** A key as jose's verify functions take it. */
+export type VerifyKey = Awaited<ReturnType<typeof importJWK>>
+
+export interface JwksCacheOptions {
+  readonly issuer: string
+  /** Fixed JWKS URL; when empty, discovery is used. */
+  readonly jwksUrl: string
+  readonly dispatcher: Dispatcher
+  readonly limits: FetchLimits
+  readonly cooldownMs: number
+  readonly refreshMs: number
+  readonly staleIfErrorMs: number
+  /** Where the last good documents are kept; undefined disables persistence. */
+  readonly stateDir: string | undefined
+  readonly logger: Logger
+  /** The clock (tests replace it). */
+  readonly now?: () => number
+}
+
+/** What `/readyz` and the logs show about an issuer. */
+export interface JwksStatus {
+  readonly issuer: string
+  readonly ready: boolean
+  readonly keys: number
+  readonly lastSuccess: string | undefined
+  readonly lastError: string | undefined
+  readonly fetches: number
+}
+
+interface Snapshot {
+  readonly jwks: readonly JWK[]
+  /** Algorithms the discovery document advertises (id_token_signing_alg_values_supported). */
+  readonly advertisedAlgs: readonly string[] | undefined
+  readonly jwksUri: string
+  readonly fetchedAt: number
+}
+
+const MAX_BACKOFF_MS = 60_000
+
+export class JwksCache {
+  readonly #o: JwksCacheOptions
+  readonly #now: () => number
+  #snap: Snapshot | undefined
+  #imported = new Map<string, VerifyKey>()
+  #inflight: Promise<void> | undefined
+  #lastAttempt = -Infinity
+  #lastError: string | undefined
+  #failures = 0
+  #fetches = 0
+  #timer: NodeJS.Timeout | undefined
+  #stopped = false
+
+  constructor(o: JwksCacheOptions) {
+    this.#o = o
+    this.#now = o.now ?? Date.now
+  }
+
+  /** The file the last good documents are kept in. */
+  get persistFile(): string | undefined {
+    if (this.#o.stateDir === undefined) return undefined
+    const id = createHash('sha256').update(this.#o.issuer).digest('hex').slice(0, 16)
+    return path.join(this.#o.stateDir, 'oidc', `${id}.json`)
+  }
+
+  /** Load persisted keys and start fetching (does not wait for the network). */
+  start(): void {
+    this.#loadPersisted()
+    void this.refresh()
+  }
+
+  /** Stop background work. */
+  stop(): void {
+    this.#stopped = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+  }
+
+  /** True once keys are usable (fetched, or loaded from disk and not beyond stale-if-error). */
+  get ready(): boolean {
+    return this.#usable()
+  }
+
+  status(): JwksStatus {
+    return {
+      issuer: this.#o.issuer,
+      ready: this.#usable(),
+      keys: this.#snap?.jwks.length ?? 0,
+      lastSuccess: this.#snap === undefined ? undefined : new Date(this.#snap.fetchedAt).toISOString(),
+      lastError: this.#lastError,
+      fetches: this.#fetches,
+    }
+  }
+
+  /** The algorithms the issuer advertises, or the `alg`s its keys declare. */
+  advertisedAlgorithms(): readonly string[] | undefined {
+    const s = this.#snap
+    if (s === undefined) return undefined
+    if (s.advertisedAlgs !== undefined) return s.advertisedAlgs
+    const fromKeys = s.jwks.map((k) => k.alg).filter((a): a is string => typeof a === 'string')
+    return fromKeys.length > 0 ? [...new Set(fromKeys)] : undefined
+  }
+
+  /**
+   * The verification key for a token header.
+   *
+   * @throws GatehouseError ERR_IDP_UNAVAILABLE (no usable keys), ERR_INVALID_TOKEN (no such key)
+   */
+  async getKey(kid: string | undefined, alg: string): Promise<VerifyKey> {
+    if (!this.#usable()) {
+      if (this.#now() - this.#lastAttempt >= this.#o.cooldownMs) await this.refresh()
+      if (!this.#usable()) throw this.#unavailable()
+    }
+    let jwk = this.#find(kid, alg)
+    if (jwk === undefined && this.#now() - this.#lastAttempt >= this.#o.cooldownMs) {
+      // Unknown kid: maybe the issuer rotated. One shared refetch per cooldown.
+      await this.refresh()
+      if (!this.#usable()) throw this.#unavailable()
+      jwk = this.#find(kid, alg)
+    }
+    if (jwk === undefined) throw new GatehouseError('ERR_INVALID_TOKEN', { detail: `no key for kid ${JSON.stringify(kid ?? null)} and alg ${alg}` })
+    const cacheKey = `${jwk.kid ?? ''}|${alg}|${jwk.x ?? jwk.n ?? ''}`
+    let key = this.#imported.get(cacheKey)
+    if (key === undefined) {
+      try {
+        key = await importJWK(jwk, alg)
+      } catch (e) {
+        throw new GatehouseError('ERR_INVALID_TOKEN', { detail: `key ${jwk.kid ?? ''} unusable for ${alg}: ${(e as Error).message}` })
+      }
+      this.#imported.set(cacheKey, key)
+    }
+    return key
+  }
+
+  /** Fetch now (shared with any fetch in flight). Never throws; failures are recorded. */
+  refresh(): Promise<void> {
+    this.#inflight ??= this.#fetch().finally(() => {
+      this.#inflight = undefined
+    })
+    return this.#inflight
+  }
+
+  #find(kid: string | undefined, alg: string): JWK | undefined {
+    const keys = (this.#snap?.jwks ?? []).filter((k) => (k.use === undefined || k.use === 'sig') && (k.alg === undefined || k.alg === alg) && ktyFits(k.kty, alg))
+    if (kid !== undefined) return keys.find((k) => k.kid === kid)
+    // No kid in the token: acceptable only when exactly one key could have signed it.
+    return keys.length === 1 ? keys[0] : undefined
+  }
+
+  #usable(): boolean {
+    return this.#snap !== undefined && this.#now() - this.#snap.fetchedAt <= this.#o.staleIfErrorMs
+  }
+
+  #unavailable(): GatehouseError {
+    const retry = Math.max(1, Math.ceil(Math.max(this.#o.cooldownMs - (this.#now() - this.#lastAttempt), 1000) / 1000))
+    return new GatehouseError('ERR_IDP_UNAVAILABLE', { headers: { 'retry-after': String(retry) }, detail: this.#lastError ?? 'keys not loaded yet' })
+  }
+
+  async #fetch(): Promise<void> {
+    this.#lastAttempt = this.#now()
+    this.#fetches++
+    const o = this.#o
+    try {
+      let jwksUri = o.jwksUrl
+      let advertisedAlgs: string[] | undefined
+      if (jwksUri === '') {
+        const url = `${o.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`
+        const doc = await fetchJson(url, o.dispatcher, o.limits)
+        // OpenID Connect Discovery §4.3: the issuer must be identical to the one configured.
+        if (doc.issuer !== o.issuer) throw new FetchError('not-json', `discovery issuer ${JSON.stringify(doc.issuer)} does not equal the configured issuer ${JSON.stringify(o.issuer)}`)
+        if (typeof doc.jwks_uri !== 'string') throw new FetchError('not-json', 'discovery document has no jwks_uri')
+        jwksUri = doc.jwks_uri
+        const algs = doc.id_token_signing_alg_values_supported
+        if (Array.isArray(algs)) advertisedAlgs = algs.filter((a): a is string => typeof a === 'string')
+      }
+      const set = await fetchJson(jwksUri, o.dispatcher, o.limits)
+      if (!Array.isArray(set.keys)) throw new FetchError('not-json', `${jwksUri} is not a JWK set (no keys array)`)
+      const jwks = (set.keys as unknown[]).filter((k): k is JWK => typeof k === 'object' && k !== null && typeof (k as JWK).kty === 'string')
+      // Never keep private key material, even if an issuer publishes it by mistake.
+      const publicOnly = jwks.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, k: _k, ...pub }) => pub as JWK).filter((k) => k.kty !== 'oct')
+      this.#setSnapshot({ jwks: publicOnly, advertisedAlgs, jwksUri, fetchedAt: this.#now() })
+      this.#persist()
+      if (this.#lastError !== undefined || this.#failures > 0) o.logger.info({ issuer: o.issuer, keys: publicOnly.length }, 'issuer keys loaded again')
+      this.#lastError = undefined
+      this.#failures = 0
+      this.#schedule(o.refreshMs)
+    } catch (e) {
+      this.#failures++
+      this.#lastError = e instanceof FetchError ? e.message : (e as Error).message
+      o.logger.warn({ issuer: o.issuer, error: this.#lastError, failures: this.#failures, usableKeys: this.#usable() }, 'fetching issuer keys failed')
+      this.#schedule(Math.min(1000 * 2 ** (this.#failures - 1), MAX_BACKOFF_MS, o.refreshMs))
+    }
+  }
+
+  #setSnapshot(s: Snapshot): void {
+    this.#snap = s
+    this.#imported = new Map()
+  }
+
+  #schedule(ms: number): void {
+    if (this.#stopped) return
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => void this.refresh(), ms)
+    this.#timer.unref()
+  }
+
+  #persist(): void {
+    const file = this.persistFile
+    if (file === undefined || this.#snap === undefined) return
+    try {
+      writeFileAtomic(file, JSON.stringify({ version: 1, issuer: this.#o.issuer, ...this.#snap }), 0o600)
+    } catch (e) {
+      this.#o.logger.warn({ issuer: this.#o.issuer, error: (e as Error).message }, 'could not persist issuer keys')
+    }
+  }
+
+  #loadPersisted(): void {
+    const file = this.persistFile
+    if (file === undefined) return
+    try {
+      const j = JSON.parse(readFileSync(file, 'utf8')) as { version?: number; issuer?: string } & Partial<Snapshot>
+      if (j.version !== 1 || j.issuer !== this.#o.issuer || !Array.isArray(j.jwks) || typeof j.fetchedAt !== 'number' || typeof j.jwksUri !== 'string') return
+      // A fixed jwksUrl that changed in the config invalidates what was kept.
+      if (this.#o.jwksUrl !== '' && j.jwksUri !== this.#o.jwksUrl) return
+      this.#setSnapshot({ jwks: j.jwks, advertisedAlgs: j.advertisedAlgs, jwksUri: j.jwksUri, fetchedAt: j.fetchedAt })
+      this.#o.logger.info({ issuer: this.#o.issuer, keys: j.jwks.length, fetchedAt: new Date(j.fetchedAt).toISOString() }, 'loaded persisted issuer keys')
+    } catch {
+      // No or unreadable file: start empty.
+    }
+  }
+}
+
+/** Whether a JWK key type can carry a JWS algorithm. */
+function ktyFits(kty: string | undefined, alg: string): boolean {
+  if (alg.startsWith('RS') || alg.startsWith('PS')) return kty === 'RSA'
+  if (alg.startsWith('ES')) return kty === 'EC'
+  if (alg === 'EdDSA' || alg === 'Ed25519') return kty === 'OKP'
+  return false
+}

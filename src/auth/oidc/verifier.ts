@@ -1,0 +1,132 @@
+/**
+ * Verifies OIDC JWTs of one issuer with jose (SPEC §5): signature against the issuer's keys,
+ * only asymmetric algorithms (configured, else advertised by the issuer, else RS256), `iss`
+ * exact, `aud` contains the client id unless skipped, `exp` required, `nbf`/`iat` with a
+ * tolerance. Header-embedded keys (`jwk`, `jku`, `x5u`, `x5c`) are refused outright: a token
+ * never chooses its own verification key (RFC 8725 §3.10).
+ */
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
+import { GatehouseError } from '../../errors.ts'
+import { ASYMMETRIC_ALGS } from '../../config/validate.ts'
+import type { JwtVerifier } from '../authenticate.ts'
+import type { JwtShape } from '../jwtShape.ts'
+import type { Principal } from '../principal.ts'
+import type { JwksCache } from './jwksCache.ts'
+
+export interface OidcVerifierOptions {
+  readonly issuer: string
+  readonly clientId: string
+  readonly skipClientIdCheck: boolean
+  readonly usernameClaim: string
+  readonly groupsClaim: string
+  /** Configured allow-list; empty: what the issuer advertises. */
+  readonly algorithms: readonly string[]
+  readonly clockToleranceMs: number
+  readonly maxTokenBytes: number
+  readonly cache: JwksCache
+  readonly now?: () => number
+}
+
+const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'] as const
+const ASYMMETRIC = new Set<string>(ASYMMETRIC_ALGS)
+
+/** The verifier of one OIDC issuer. */
+export class OidcVerifier implements JwtVerifier {
+  readonly #o: OidcVerifierOptions
+  readonly #now: () => number
+
+  constructor(o: OidcVerifierOptions) {
+    this.#o = o
+    this.#now = o.now ?? Date.now
+  }
+
+  get issuer(): string {
+    return this.#o.issuer
+  }
+
+  /** The algorithms accepted now. */
+  allowedAlgorithms(): string[] {
+    const configured = this.#o.algorithms.filter((a) => ASYMMETRIC.has(a))
+    if (configured.length > 0) return configured
+    const advertised = (this.#o.cache.advertisedAlgorithms() ?? []).filter((a) => ASYMMETRIC.has(a))
+    // Weaviate/go-oidc default when the issuer says nothing.
+    return advertised.length > 0 ? advertised : ['RS256']
+  }
+
+  async verify(token: string, shape: JwtShape): Promise<Principal> {
+    const o = this.#o
+    if (token.length > o.maxTokenBytes) throw invalid(`token of ${token.length} bytes exceeds ${o.maxTokenBytes}`, 'unauthorized: token too large')
+    const h = shape.header
+    for (const name of FORBIDDEN_HEADERS) if (name in h) throw invalid(`token header carries ${name}`)
+    if (h.crit !== undefined) throw invalid('token header has crit')
+    const alg = h.alg
+    const allowed = this.allowedAlgorithms()
+    if (typeof alg !== 'string' || !allowed.includes(alg)) throw invalid(`alg ${JSON.stringify(alg)} not in ${allowed.join(',')}`)
+    const kid = typeof h.kid === 'string' ? h.kid : undefined
+    const key = await o.cache.getKey(kid, alg)
+    let payload: JWTPayload
+    try {
+      const now = this.#now()
+      const r = await jwtVerify(token, key, {
+        issuer: o.issuer,
+        ...(o.skipClientIdCheck ? {} : { audience: o.clientId }),
+        algorithms: allowed,
+        clockTolerance: Math.floor(o.clockToleranceMs / 1000),
+        requiredClaims: ['exp'],
+        currentDate: new Date(now),
+      })
+      payload = r.payload
+      // jose checks nbf and exp; a token "issued" in the future is refused too.
+      if (typeof payload.iat === 'number' && payload.iat * 1000 > now + o.clockToleranceMs) throw invalid('iat is in the future')
+    } catch (e) {
+      throw translate(e)
+    }
+    return this.#principal(payload)
+  }
+
+  #principal(claims: JWTPayload): Principal {
+    const o = this.#o
+    const user = claimAt(claims, o.usernameClaim)
+    if (user === undefined) throw new GatehouseError('ERR_MISSING_CLAIM', { message: `unauthorized: the token has no '${o.usernameClaim}' claim (authentication.oidc.usernameClaim)`, detail: `missing ${o.usernameClaim}` })
+    if (typeof user !== 'string' || user === '' || /[\r\n\0,]/.test(user)) {
+      throw new GatehouseError('ERR_MISSING_CLAIM', { message: `unauthorized: the '${o.usernameClaim}' claim is not a usable user name`, detail: `bad ${o.usernameClaim}` })
+    }
+    let groups: string[] = []
+    if (o.groupsClaim !== '') {
+      const g = claimAt(claims, o.groupsClaim)
+      // Weaviate: an array keeps its strings, a single string becomes [s], anything else none.
+      const list = Array.isArray(g) ? g : typeof g === 'string' ? [g] : []
+      // A group with a comma or a control character would corrupt X-Forwarded-Groups.
+      groups = list.filter((x): x is string => typeof x === 'string' && x !== '' && !/[\r\n\0,]/.test(x))
+    }
+    const email = typeof claims.email === 'string' && !/[\r\n\0]/.test(claims.email) ? claims.email : undefined
+    return Object.freeze({ user, groups: Object.freeze(groups), email, method: 'oidc' as const })
+  }
+}
+
+/**
+ * Read a claim by name, or by a dotted path into nested objects (Keycloak's
+ * `realm_access.roles`). An exact top-level name wins (claims like `https://x/roles` contain dots).
+ */
+export function claimAt(claims: Readonly<Record<string, unknown>>, name: string): unknown {
+  if (Object.hasOwn(claims, name)) return claims[name]
+  let v: unknown = claims
+  for (const part of name.split('.')) {
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined
+    v = (v as Record<string, unknown>)[part]
+  }
+  return v
+}
+
+function invalid(detail: string, message?: string): GatehouseError {
+  return new GatehouseError('ERR_INVALID_TOKEN', { detail, ...(message === undefined ? {} : { message }) })
+}
+
+/** jose errors → our codes (STYLE habit 1: translate at the boundary). */
+function translate(e: unknown): GatehouseError {
+  if (e instanceof GatehouseError) return e
+  if (e instanceof joseErrors.JWTExpired) return new GatehouseError('ERR_TOKEN_EXPIRED', { detail: e.message })
+  if (e instanceof joseErrors.JWTClaimValidationFailed) return invalid(`claim ${e.claim}: ${e.reason}`)
+  if (e instanceof joseErrors.JOSEError) return invalid(`${e.code}: ${e.message}`)
+  return invalid((e as Error).message ?? String(e))
+}

@@ -1,0 +1,77 @@
+/**
+ * The verified-token cache: a repeated JWT costs a hash and a map look-up instead of a
+ * signature check. Bounded in entries (LRU), keyed by the SHA-256 of the token (the token itself
+ * is never kept), and an entry never outlives the token's `exp` or the cache's max TTL.
+ *
+ * Anything that revokes must be able to reach it: `clear()` drops everything, `revoke(pred)`
+ * drops matching principals, and `isRevoked` (set by the local-users issuer) is consulted on
+ * every hit, so a cached token of a revoked user fails on its very next request.
+ */
+import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import type { Principal } from './principal.ts'
+
+interface Entry {
+  readonly principal: Principal
+  /** Token expiry, ms since epoch. */
+  readonly exp: number
+  /** Token issue time, ms since epoch (for revocation checks). */
+  readonly iat: number | undefined
+}
+
+export interface TokenCacheOptions {
+  readonly maxEntries: number
+  readonly maxTtlMs: number
+  readonly now?: () => number
+}
+
+export class TokenCache {
+  readonly #lru: LRUCache<string, Entry>
+  readonly #now: () => number
+  readonly #maxTtl: number
+  /** Consulted on every hit; true drops the entry and forces a full verification. */
+  isRevoked: ((p: Principal, iat: number | undefined) => boolean) | undefined
+
+  constructor(o: TokenCacheOptions) {
+    this.#lru = new LRUCache({ max: Math.max(1, o.maxEntries) })
+    this.#now = o.now ?? Date.now
+    this.#maxTtl = o.maxTtlMs
+  }
+
+  /** Cache key of a token. */
+  static key(token: string): string {
+    return createHash('sha256').update(token).digest('base64url')
+  }
+
+  /** The cached principal of a token, if still valid. */
+  get(key: string): Principal | undefined {
+    const e = this.#lru.get(key)
+    if (e === undefined) return undefined
+    if (this.#now() >= e.exp || (this.isRevoked !== undefined && this.isRevoked(e.principal, e.iat))) {
+      this.#lru.delete(key)
+      return undefined
+    }
+    return e.principal
+  }
+
+  /** Remember a verified token until min(exp, now + maxTtl). */
+  set(key: string, principal: Principal, expSeconds: number | undefined, iatSeconds: number | undefined): void {
+    if (this.#maxTtl <= 0 || expSeconds === undefined) return
+    const exp = Math.min(expSeconds * 1000, this.#now() + this.#maxTtl)
+    if (exp <= this.#now()) return
+    this.#lru.set(key, { principal, exp, iat: iatSeconds === undefined ? undefined : iatSeconds * 1000 })
+  }
+
+  /** Drop every entry whose principal matches. */
+  revoke(pred: (p: Principal) => boolean): void {
+    for (const [k, e] of this.#lru.entries()) if (pred(e.principal)) this.#lru.delete(k)
+  }
+
+  clear(): void {
+    this.#lru.clear()
+  }
+
+  get size(): number {
+    return this.#lru.size
+  }
+}
