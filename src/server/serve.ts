@@ -63,7 +63,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     s?.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Malformed HTTP never reaches the pipeline; answer 400 and close (llhttp rejects smuggling shapes).
       logger.debug({ code: err.code }, 'client error')
-      if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
+      if (socket.writable && !socket.destroyed) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
       else socket.destroy()
     })
   }

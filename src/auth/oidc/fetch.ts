@@ -41,12 +41,12 @@ export async function fetchBytes(url: string, dispatcher: Dispatcher, limits: Fe
       throw ac.signal.aborted ? new FetchError('timeout', `no answer from ${url} within ${limits.timeoutMs} ms`) : new FetchError('network', `${url}: ${(e as Error).message}`)
     }
     if (res.statusCode !== 200) {
-      res.body.destroy()
+      discard(res.body)
       throw new FetchError('status', `${url} answered ${res.statusCode}`)
     }
     const declared = Number(res.headers['content-length'] ?? NaN)
     if (declared > limits.maxBytes) {
-      res.body.destroy()
+      discard(res.body)
       throw new FetchError('too-large', `${url} declares ${declared} bytes (limit ${limits.maxBytes})`)
     }
     const chunks: Buffer[] = []
@@ -55,7 +55,7 @@ export async function fetchBytes(url: string, dispatcher: Dispatcher, limits: Fe
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         n += chunk.length
         if (n > limits.maxBytes) {
-          res.body.destroy()
+          discard(res.body)
           throw new FetchError('too-large', `${url} sent more than ${limits.maxBytes} bytes`)
         }
         chunks.push(chunk)
@@ -90,4 +90,10 @@ export async function fetchJson(url: string, dispatcher: Dispatcher, limits: Fet
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FetchError('not-json', `${url} did not answer a JSON object`)
   return v as Record<string, unknown>
+}
+
+/** Stop reading a body without an unhandled 'aborted' error. */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => {})
+  body.destroy()
 }

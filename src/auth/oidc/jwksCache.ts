@@ -130,11 +130,12 @@ export class JwksCache {
    */
   async getKey(kid: string | undefined, alg: string): Promise<VerifyKey> {
     if (!this.#usable()) {
-      if (this.#now() - this.#lastAttempt >= this.#o.cooldownMs) await this.refresh()
+      // Join a fetch in flight (bounded by the fetch timeout), or start one after the cooldown.
+      if (this.#mayFetch()) await this.refresh()
       if (!this.#usable()) throw this.#unavailable()
     }
     let jwk = this.#find(kid, alg)
-    if (jwk === undefined && this.#now() - this.#lastAttempt >= this.#o.cooldownMs) {
+    if (jwk === undefined && this.#mayFetch()) {
       // Unknown kid: maybe the issuer rotated. One shared refetch per cooldown.
       await this.refresh()
       if (!this.#usable()) throw this.#unavailable()
@@ -167,6 +168,10 @@ export class JwksCache {
     if (kid !== undefined) return keys.find((k) => k.kid === kid)
     // No kid in the token: acceptable only when exactly one key could have signed it.
     return keys.length === 1 ? keys[0] : undefined
+  }
+
+  #mayFetch(): boolean {
+    return this.#inflight !== undefined || this.#now() - this.#lastAttempt >= this.#o.cooldownMs
   }
 
   #usable(): boolean {

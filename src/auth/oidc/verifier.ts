@@ -60,10 +60,15 @@ export class OidcVerifier implements JwtVerifier {
     for (const name of FORBIDDEN_HEADERS) if (name in h) throw invalid(`token header carries ${name}`)
     if (h.crit !== undefined) throw invalid('token header has crit')
     const alg = h.alg
-    const allowed = this.allowedAlgorithms()
-    if (typeof alg !== 'string' || !allowed.includes(alg)) throw invalid(`alg ${JSON.stringify(alg)} not in ${allowed.join(',')}`)
+    // Never none, never HS* (RFC 8725 §3.1); and within a configured allow-list when there is one.
+    if (typeof alg !== 'string' || !ASYMMETRIC.has(alg)) throw invalid(`alg ${JSON.stringify(alg)} is not an allowed asymmetric algorithm`)
+    if (o.algorithms.length > 0 && !o.algorithms.includes(alg)) throw invalid(`alg ${alg} not in the configured algorithms`)
     const kid = typeof h.kid === 'string' ? h.kid : undefined
+    // Looking the key up may refetch discovery (a rotation can bring a new algorithm), so the
+    // issuer's advertised list is checked after it.
     const key = await o.cache.getKey(kid, alg)
+    const allowed = this.allowedAlgorithms()
+    if (!allowed.includes(alg)) throw invalid(`alg ${alg} not in ${allowed.join(',')}`)
     let payload: JWTPayload
     try {
       const now = this.#now()
