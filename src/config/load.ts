@@ -68,8 +68,13 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
     sources.set('authentication.apikey.allowedKeysFile', { kind: 'derived', why: 'generateIfMissing: <stateDir>/api-keys' })
   }
 
-  const config = problems.length === 0 ? build(values, file) : undefined
-  if (config !== undefined) validate(config, sources, problems, warnings)
+  // Semantic checks run even after type problems (every problem at once, SPEC §3); a value that
+  // failed its type check kept its default, so semantic findings about that key are dropped.
+  const typed = new Set(problems.map((p) => baseKey(p.path)))
+  const semantic: Problem[] = []
+  const config = build(values, file)
+  validate(config, sources, semantic, warnings)
+  for (const p of semantic) if (!typed.has(baseKey(p.path))) problems.push(p)
   return { config: problems.length === 0 ? config : undefined, problems, warnings, sources, values }
 }
 
@@ -94,7 +99,7 @@ function readYaml(file: string, explicit: boolean, values: Map<string, unknown>,
   for (const err of doc.errors) {
     problems.push({
       path: '(yaml)',
-      source: { kind: 'file', file, line: lineCounter.linePos(err.pos[0]).line },
+      source: { kind: 'file', file, line: Math.min(lineCounter.linePos(err.pos[0]).line, lineCounter.lineStarts.length) },
       value: undefined,
       message: `YAML syntax error: ${err.message.split('\n')[0] ?? err.code}`,
       remedy: 'fix the YAML syntax at this line',
@@ -195,6 +200,28 @@ function convertYaml(l: Leaf, raw: unknown, p: string, src: Source, problems: Pr
     case 'stringList':
       if (Array.isArray(raw) && raw.every((x) => typeof x === 'string' || typeof x === 'number')) return raw.map(String)
       return bad('expected a list of strings', 'write a YAML list, e.g. [a, b] or one "- item" per line')
+    case 'issuerList': {
+      if (!Array.isArray(raw)) return bad('expected a list of issuers', 'write a YAML list of mappings, each with at least issuer:')
+      const fields: Record<string, 'string' | 'bool' | 'list'> = { issuer: 'string', clientId: 'string', skipClientIdCheck: 'bool', usernameClaim: 'string', groupsClaim: 'string', jwksUrl: 'string', certificate: 'string', algorithms: 'list' }
+      let ok = true
+      raw.forEach((item, i) => {
+        const at = `${p}[${i}]`
+        if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+          problems.push({ path: at, source: src, value: show(item), message: 'expected a mapping', remedy: 'write - issuer: https://… with optional clientId, usernameClaim, …' })
+          ok = false
+          return
+        }
+        for (const [k, v] of Object.entries(item as Record<string, unknown>)) {
+          const t = fields[k]
+          const good = t === 'string' ? typeof v === 'string' : t === 'bool' ? typeof v === 'boolean' : t === 'list' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : false
+          if (!good) {
+            problems.push({ path: `${at}.${k}`, source: src, value: show(v), message: t === undefined ? 'unknown key' : `expected a ${t === 'list' ? 'list of strings' : t}`, remedy: t === undefined ? `use only: ${Object.keys(fields).join(', ')}` : 'fix the value type' })
+            ok = false
+          }
+        }
+      })
+      return ok ? raw : INVALID
+    }
     case 'secretMap': {
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return bad('expected a mapping of header name to value', 'write Header-Name: value, or Header-Name: {env: VAR} / {file: PATH}')
       const out: Record<string, SecretRef> = {}
@@ -299,6 +326,12 @@ function applyEnv(env: NodeJS.ProcessEnv, cwd: string, values: Map<string, unkno
       sources.set(r, { kind: 'derived', why: `cleared because ${b.name} is set` })
     }
   }
+}
+
+/** The leaf key of a problem path: `a.b[2]` → `a.b`, `upstream.headers.X` → `upstream.headers`. */
+function baseKey(p: string): string {
+  const k = p.replace(/\[\d+\].*$/, '')
+  return leafAt(k) !== undefined ? k : k.split('.').slice(0, -1).join('.') || k
 }
 
 /** Assemble the nested Config from flat values. */

@@ -19,7 +19,7 @@ export interface EnvBinding {
   readonly replaces?: readonly string[]
 }
 
-export type LeafType = 'string' | 'int' | 'bool' | 'duration' | 'size' | 'stringList' | 'enum' | 'secretMap'
+export type LeafType = 'string' | 'int' | 'bool' | 'duration' | 'size' | 'stringList' | 'enum' | 'secretMap' | 'issuerList'
 
 export interface Leaf {
   readonly kind: 'leaf'
@@ -193,6 +193,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       algorithms: leaf('stringList', [], 'Allowed signing algorithms (asymmetric only). Empty: what the issuer advertises, else RS256.'),
       clockTolerance: leaf('duration', 60 * SECOND, 'Tolerance for nbf/iat/exp.', { min: 0, max: 600_000 }),
       maxTokenBytes: leaf('size', 16 * 1024, 'Longest JWT accepted.'),
+      additionalIssuers: leaf('issuerList', [], 'More issuers, each {issuer, clientId, skipClientIdCheck, usernameClaim, groupsClaim, jwksUrl, certificate, algorithms}; unset fields are taken from this section. Tokens are routed by their iss.'),
       jwks: group('The JWKS cache of each issuer.', {
         cooldown: leaf('duration', 30 * SECOND, 'Minimum time between refetches triggered by an unknown kid.', { min: 0, max: 86_400_000 }),
         refreshInterval: leaf('duration', 600 * SECOND, 'Background refresh interval.', { min: 1000, max: 86_400_000 }),

@@ -61,6 +61,7 @@ export interface Config {
       readonly algorithms: readonly string[]
       readonly clockTolerance: number
       readonly maxTokenBytes: number
+      readonly additionalIssuers: readonly AdditionalIssuer[]
       readonly jwks: {
         readonly cooldown: number
         readonly refreshInterval: number
@@ -88,6 +89,18 @@ export interface Config {
     readonly requestId: string
     readonly passAuthorization: boolean
   }
+}
+
+/** One more OIDC issuer; unset fields inherit from `authentication.oidc`. */
+export interface AdditionalIssuer {
+  readonly issuer: string
+  readonly clientId?: string
+  readonly skipClientIdCheck?: boolean
+  readonly usernameClaim?: string
+  readonly groupsClaim?: string
+  readonly jwksUrl?: string
+  readonly certificate?: string
+  readonly algorithms?: readonly string[]
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'

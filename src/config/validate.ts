@@ -6,6 +6,7 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { BlockList, isIP } from 'node:net'
 import { HOP_BY_HOP } from '../upstream/hop.ts'
+import { effectiveIssuers, type IssuerConfig } from './issuers.ts'
 import { isSha256Key, readKeysFile } from './keys.ts'
 import type { Config, Problem, Source } from './types.ts'
 
@@ -244,9 +245,14 @@ function validateApiKeys(c: Config, add: Add): void {
 }
 
 function validateOidc(c: Config, add: Add, warnings: string[]): void {
-  const o = c.authentication.oidc
+  const seen = new Map<string, string>()
+  for (const o of effectiveIssuers(c)) validateIssuer(o, add, warnings, seen)
+}
+
+function validateIssuer(o: IssuerConfig, add: Add, warnings: string[], seen: Map<string, string>): void {
+  const main = o.path === 'authentication.oidc'
   // Weaviate's messages (oidc/middleware.go validateConfig).
-  if (o.issuer === '') add('authentication.oidc.issuer', "missing required field 'issuer'", 'set AUTHENTICATION_OIDC_ISSUER or authentication.oidc.issuer to the issuer URL')
+  if (o.issuer === '') add(`${o.path}.issuer`, "missing required field 'issuer'", main ? 'set AUTHENTICATION_OIDC_ISSUER or authentication.oidc.issuer to the issuer URL' : 'give every additional issuer an issuer: URL')
   else {
     let u: URL | undefined
     try {
@@ -255,27 +261,33 @@ function validateOidc(c: Config, add: Add, warnings: string[]): void {
       /* below */
     }
     if (u === undefined || !['http:', 'https:'].includes(u.protocol)) {
-      add('authentication.oidc.issuer', 'the issuer must be an https URL', 'write the issuer exactly as in the tokens’ iss claim, e.g. https://login.example.com/realms/main', JSON.stringify(o.issuer))
+      add(`${o.path}.issuer`, 'the issuer must be an https URL', 'write the issuer exactly as in the tokens’ iss claim, e.g. https://login.example.com/realms/main', JSON.stringify(o.issuer))
     } else if (u.protocol === 'http:') {
-      if (isLoopback(u.hostname)) warnings.push(`authentication.oidc.issuer uses plain http on loopback (${o.issuer}); use https anywhere else`)
-      else add('authentication.oidc.issuer', 'plain http is only allowed for an issuer on loopback', 'use the https URL of the issuer', JSON.stringify(o.issuer))
+      if (isLoopback(u.hostname)) warnings.push(`${o.path}.issuer uses plain http on loopback (${o.issuer}); use https anywhere else`)
+      else add(`${o.path}.issuer`, 'plain http is only allowed for an issuer on loopback', 'use the https URL of the issuer', JSON.stringify(o.issuer))
     }
+    const prev = seen.get(o.issuer)
+    if (prev !== undefined) add(`${o.path}.issuer`, `the same issuer is already configured at ${prev}`, 'configure each issuer once; tokens are routed by their iss', JSON.stringify(o.issuer))
+    seen.set(o.issuer, o.path)
   }
-  if (o.usernameClaim === '') add('authentication.oidc.usernameClaim', "missing required field 'username_claim'", 'set AUTHENTICATION_OIDC_USERNAME_CLAIM or authentication.oidc.usernameClaim (e.g. sub, email, preferred_username)')
+  if (o.usernameClaim === '') add(`${o.path}.usernameClaim`, "missing required field 'username_claim'", 'set AUTHENTICATION_OIDC_USERNAME_CLAIM or authentication.oidc.usernameClaim (e.g. sub, email, preferred_username)')
   if (o.clientId === '' && !o.skipClientIdCheck) {
-    add('authentication.oidc.clientId', "missing required field 'client_id': either set a client_id or explicitly disable the check with 'skip_client_id_check: true'", 'set AUTHENTICATION_OIDC_CLIENT_ID, or AUTHENTICATION_OIDC_SKIP_CLIENT_ID_CHECK=true')
+    add(`${o.path}.clientId`, "missing required field 'client_id': either set a client_id or explicitly disable the check with 'skip_client_id_check: true'", 'set AUTHENTICATION_OIDC_CLIENT_ID, or AUTHENTICATION_OIDC_SKIP_CLIENT_ID_CHECK=true')
   }
   if (o.jwksUrl !== '') {
     try {
       const u = new URL(o.jwksUrl)
       if (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopback(u.hostname))) throw new Error('scheme')
     } catch {
-      add('authentication.oidc.jwksUrl', 'not an https URL', 'give the issuer’s JWKS URL (https; plain http only on loopback)', JSON.stringify(o.jwksUrl))
+      add(`${o.path}.jwksUrl`, 'not an https URL', 'give the issuer’s JWKS URL (https; plain http only on loopback)', JSON.stringify(o.jwksUrl))
     }
+  }
+  if (o.certificate !== '' && !o.certificate.includes('-----BEGIN') && !/^https?:\/\//i.test(o.certificate) && !existsSync(o.certificate)) {
+    add(`${o.path}.certificate`, 'neither a PEM certificate, an http(s) URL, nor an existing file', 'give the PEM text, a path to a PEM file, or a URL to download it from', JSON.stringify(o.certificate.slice(0, 60)))
   }
   o.algorithms.forEach((alg, i) => {
     if (!(ASYMMETRIC_ALGS as readonly string[]).includes(alg)) {
-      add(`authentication.oidc.algorithms[${i}]`, 'not an allowed asymmetric algorithm (none and HS* are never accepted)', `use some of: ${ASYMMETRIC_ALGS.join(', ')}`, JSON.stringify(alg))
+      add(`${o.path}.algorithms[${i}]`, 'not an allowed asymmetric algorithm (none and HS* are never accepted)', `use some of: ${ASYMMETRIC_ALGS.join(', ')}`, JSON.stringify(alg))
     }
   })
 }

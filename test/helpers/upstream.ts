@@ -9,7 +9,7 @@
  *   anything else      200 JSON of what was received
  */
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 
 export interface Recorded {
   method: string
@@ -31,7 +31,7 @@ export interface RecordingUpstream {
 /** Start a recording upstream. */
 export async function startUpstream(): Promise<RecordingUpstream> {
   const requests: Recorded[] = []
-  const sockets = new Set<import('node:net').Socket>()
+  const sockets = new Set<Socket>()
   const server = http.createServer({ requestTimeout: 0 }, (req, res) => {
     const url = req.url ?? '/'
     const rec: Recorded = { method: req.method ?? '', url, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 }

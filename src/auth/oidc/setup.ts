@@ -4,6 +4,7 @@
  * AUTHENTICATION_OIDC_CERTIFICATE: inline PEM, a file, or an http(s) URL to download it from).
  */
 import { readFileSync } from 'node:fs'
+import { effectiveIssuers } from '../../config/issuers.ts'
 import type { Config } from '../../config/types.ts'
 import type { Logger } from '../../log.ts'
 import type { JwtVerifier } from '../authenticate.ts'
@@ -26,39 +27,49 @@ export interface OidcRuntime {
 /** Create the OIDC runtime (empty when OIDC is off). */
 export async function createOidc(c: Config, logger: Logger, opts: { now?: () => number } = {}): Promise<OidcRuntime> {
   const o = c.authentication.oidc
-  if (!o.enabled) return { verifiers: new Map(), status: () => [], start() {}, stop() {}, settle: async () => {} }
-  const ca = o.certificate === '' ? undefined : await loadCertificate(o.certificate, o.jwks.fetchTimeout)
-  const dispatcher = issuerDispatcher(ca, o.jwks.fetchTimeout)
-  const cache = new JwksCache({
-    issuer: o.issuer,
-    jwksUrl: o.jwksUrl,
-    dispatcher,
-    limits: { timeoutMs: o.jwks.fetchTimeout, maxBytes: o.jwks.maxBytes },
-    cooldownMs: o.jwks.cooldown,
-    refreshMs: o.jwks.refreshInterval,
-    staleIfErrorMs: o.jwks.staleIfError,
-    stateDir: c.stateDir,
-    logger,
-    ...(opts.now === undefined ? {} : { now: opts.now }),
-  })
-  const verifier = new OidcVerifier({
-    issuer: o.issuer,
-    clientId: o.clientId,
-    skipClientIdCheck: o.skipClientIdCheck,
-    usernameClaim: o.usernameClaim,
-    groupsClaim: o.groupsClaim,
-    algorithms: o.algorithms,
-    clockToleranceMs: o.clockTolerance,
-    maxTokenBytes: o.maxTokenBytes,
-    cache,
-    ...(opts.now === undefined ? {} : { now: opts.now }),
-  })
+  const issuers = effectiveIssuers(c)
+  if (issuers.length === 0) return { verifiers: new Map(), status: () => [], start() {}, stop() {}, settle: async () => {} }
+  const caches: JwksCache[] = []
+  const verifiers = new Map<string, JwtVerifier>()
+  for (const i of issuers) {
+    const ca = i.certificate === '' ? undefined : await loadCertificate(i.certificate, o.jwks.fetchTimeout)
+    const cache = new JwksCache({
+      issuer: i.issuer,
+      jwksUrl: i.jwksUrl,
+      dispatcher: issuerDispatcher(ca, o.jwks.fetchTimeout),
+      limits: { timeoutMs: o.jwks.fetchTimeout, maxBytes: o.jwks.maxBytes },
+      cooldownMs: o.jwks.cooldown,
+      refreshMs: o.jwks.refreshInterval,
+      staleIfErrorMs: o.jwks.staleIfError,
+      stateDir: c.stateDir,
+      logger,
+      ...(opts.now === undefined ? {} : { now: opts.now }),
+    })
+    caches.push(cache)
+    verifiers.set(
+      i.issuer,
+      new OidcVerifier({
+        issuer: i.issuer,
+        clientId: i.clientId,
+        skipClientIdCheck: i.skipClientIdCheck,
+        usernameClaim: i.usernameClaim,
+        groupsClaim: i.groupsClaim,
+        algorithms: i.algorithms,
+        clockToleranceMs: o.clockTolerance,
+        maxTokenBytes: o.maxTokenBytes,
+        cache,
+        ...(opts.now === undefined ? {} : { now: opts.now }),
+      }),
+    )
+  }
   return {
-    verifiers: new Map([[o.issuer, verifier]]),
-    status: () => [cache.status()],
-    start: () => cache.start(),
-    stop: () => cache.stop(),
-    settle: () => cache.refresh(),
+    verifiers,
+    status: () => caches.map((x) => x.status()),
+    start: () => caches.forEach((x) => x.start()),
+    stop: () => caches.forEach((x) => x.stop()),
+    settle: async () => {
+      await Promise.all(caches.map((x) => x.refresh()))
+    },
   }
 }
 
