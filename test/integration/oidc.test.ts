@@ -350,6 +350,37 @@ describe('OIDC: configuration forms', () => {
     }
   })
 
+  it('two issuers: tokens are routed by iss, each checked against its own keys and audience', async () => {
+    const a = await startIssuer({ audience: 'gatehouse' })
+    const b = await startIssuer({ audience: 'other-client' })
+    const up = await startUpstream()
+    const gh = await startProxy({
+      env: oidcEnv(a, up),
+      yaml: `${FAST_JWKS}    additionalIssuers:\n      - issuer: ${b.url}\n        clientId: other-client\n        usernameClaim: sub\n`,
+    })
+    try {
+      const ra = await gh.request('/v1/schema', { token: await a.sign({ email: 'from-a@x' }) })
+      assert.equal(ra.status, 200, ra.text)
+      const rb = await gh.request('/v1/schema', { token: await b.sign({ sub: 'from-b' }) })
+      assert.equal(rb.status, 200, rb.text)
+      assert.deepEqual(up.requests.map((r) => r.headers['x-forwarded-user']), ['from-a@x', 'from-b'])
+      up.reset()
+      // Signed by A's key but claiming B as issuer: checked against B's keys → refused.
+      const forged = await a.sign({ sub: 'mallory', iss: b.url, aud: 'other-client' })
+      assert.equal((await gh.request('/v1/schema', { token: forged })).status, 401)
+      // B's token with A's audience is refused: each issuer has its own client id.
+      assert.equal((await gh.request('/v1/schema', { token: await b.sign({ sub: 'x', aud: 'gatehouse' }) })).status, 401)
+      assert.equal(up.requests.length, 0)
+      const ready = (await gh.admin('/readyz')).json()
+      assert.deepEqual(ready.checks.issuers.map((i: { issuer: string }) => i.issuer), [a.url, b.url])
+    } finally {
+      await gh.stop()
+      await up.close()
+      await a.close()
+      await b.close()
+    }
+  })
+
   it('OIDC off: the discovery endpoint is 404 with no body', async () => {
     const up = await startUpstream()
     const gh = await startProxy({ env: { GATEHOUSE_UPSTREAM_URL: up.url, GATEHOUSE_UPSTREAM_PROFILE: 'weaviate' } })
