@@ -31,7 +31,7 @@ export const ERRORS = {
   ERR_TOKEN_EXPIRED: { status: 401, message: 'unauthorized: the token has expired' },
   ERR_MISSING_CLAIM: { status: 401, message: 'unauthorized: the token lacks the user name claim' },
   ERR_FORBIDDEN: { status: 403, message: 'forbidden: insufficient permissions for this request' },
-  ERR_BAD_REQUEST: { status: 400, message: 'bad request' },
+  ERR_BAD_REQUEST: { status: 400, message: 'bad request: the request is not valid HTTP/1.1' },
   ERR_BAD_PATH: {
     status: 400,
     message:
@@ -41,6 +41,7 @@ export const ERRORS = {
     status: 400,
     message: 'more than one credential was presented; send exactly one',
   },
+  ERR_HEADERS_TOO_LARGE: { status: 431, message: 'request headers are too large' },
   ERR_NOT_FOUND: { status: 404, message: 'not found' },
   ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   ERR_REQUEST_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },

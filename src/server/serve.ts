@@ -3,7 +3,8 @@
  * (SIGTERM: stop accepting, finish in-flight requests within a grace period, then close).
  */
 import { existsSync, mkdirSync } from 'node:fs'
-import http from 'node:http'
+import { randomUUID } from 'node:crypto'
+import http, { STATUS_CODES } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { createAdminHandler, type Readiness } from '../admin/routes.ts'
@@ -11,6 +12,7 @@ import { createOidc } from '../auth/oidc/setup.ts'
 import { compile, createForwarder } from '../config/compile.ts'
 import { writeNewKeysFile } from '../config/keys.ts'
 import type { Config } from '../config/types.ts'
+import { errorBody, GatehouseError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { createHandler, type ServeState } from '../pipeline/handler.ts'
 import { certSource, tlsOptions, watchCertificates, type CertSource } from './tls.ts'
@@ -61,11 +63,18 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
   for (const s of [data, admin]) {
     s?.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      // Malformed HTTP never reaches the pipeline; answer 400 and close (llhttp rejects smuggling shapes).
+      // Malformed HTTP never reaches the pipeline (llhttp rejects smuggling shapes, bad request
+      // lines, oversized headers). Answer with the JSON error of SPEC §9 and close.
       logger.debug({ code: err.code }, 'client error')
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
-      if (socket.writable && !socket.destroyed) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
-      else socket.destroy()
+      if (!socket.writable || socket.destroyed) {
+        socket.destroy()
+        return
+      }
+      const e = new GatehouseError(err.code === 'HPE_HEADER_OVERFLOW' ? 'ERR_HEADERS_TOO_LARGE' : 'ERR_BAD_REQUEST', { detail: err.code })
+      const body = JSON.stringify(errorBody(e, randomUUID()))
+      socket.end(
+        `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      )
     })
   }
 

@@ -75,6 +75,8 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
       }
       const declaredLen = Number(r.headers['content-length'] ?? NaN)
       if (o.maxResponseBody > 0 && declaredLen > o.maxResponseBody) {
+        // Without a listener, undici's abort error on destroy() would be unhandled and end the process.
+        r.body.on('error', () => {})
         r.body.destroy()
         res.off('close', onClose)
         throw new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${declaredLen}` })
