@@ -35,7 +35,11 @@ export class ApiKeyVerifier {
 
   /** The principal for a key, or undefined when it is not one of ours. */
   authenticate(token: string): Principal | undefined {
-    const h = createHash('sha256').update(token, 'utf8').digest()
+    return this.authenticateDigest(createHash('sha256').update(token, 'utf8').digest())
+  }
+
+  /** Same, for a key's SHA-256 digest already computed by the caller. */
+  authenticateDigest(h: Buffer): Principal | undefined {
     let found: Principal | undefined
     for (const e of this.#entries) {
       // No early exit: every key is compared.

@@ -4,6 +4,7 @@
  * own local issuer), anything else to the API-key verifier. A presented credential that fails
  * is 401 even when anonymous access is on; anonymous applies only when nothing was presented.
  */
+import { createHash } from 'node:crypto'
 import { GatehouseError } from '../errors.ts'
 import type { Access } from '../authz/profiles.ts'
 import type { ApiKeyVerifier } from './apikey.ts'
@@ -64,23 +65,28 @@ export class Authenticator {
       throw this.#unauthenticated
     }
     if (!this.anyMethod) throw new GatehouseError('ERR_NO_AUTH_SCHEME')
+    // One SHA-256 per request serves both the verified-token cache and the API-key comparison;
+    // a cached JWT costs this hash and a look-up, with no decoding.
+    const digest = createHash('sha256').update(cred.token, 'utf8').digest()
+    const cache = this.#o.tokenCache
+    const key = cache === undefined ? undefined : TokenCache.keyOfDigest(digest)
+    if (cache !== undefined) {
+      const hit = cache.get(key as string)
+      if (hit !== undefined) return { principal: hit, authenticator: 'jwt' }
+    }
     const shape = jwtShape(cred.token)
     if (shape !== undefined) {
       const iss = shape.payload.iss
       const verifier = typeof iss === 'string' ? this.#o.jwtVerifiers.get(iss) : undefined
       if (verifier === undefined) throw new GatehouseError('ERR_UNKNOWN_ISSUER', { detail: typeof iss === 'string' ? 'iss not configured' : 'no iss claim' })
-      const cache = this.#o.tokenCache
       if (cache === undefined) {
         const p = verifier.verify(cred.token, shape)
         return p instanceof Promise ? p.then((principal) => ({ principal, authenticator: 'jwt' as const })) : { principal: p, authenticator: 'jwt' }
       }
-      const key = TokenCache.key(cred.token)
-      const hit = cache.get(key)
-      if (hit !== undefined) return { principal: hit, authenticator: 'jwt' }
       // After verification the decoded payload is the verified one (same bytes): its exp/iat bound the entry.
       const remember = (principal: Principal): AuthResult => {
         const { exp, iat } = shape.payload
-        cache.set(key, principal, typeof exp === 'number' ? exp : undefined, typeof iat === 'number' ? iat : undefined)
+        cache.set(key as string, principal, typeof exp === 'number' ? exp : undefined, typeof iat === 'number' ? iat : undefined)
         return { principal, authenticator: 'jwt' }
       }
       const p = verifier.verify(cred.token, shape)
@@ -89,7 +95,7 @@ export class Authenticator {
     if (this.#o.apiKeys === undefined) {
       throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token is not a JWT and API keys are not enabled', detail: 'api key presented, apikey disabled' })
     }
-    const principal = this.#o.apiKeys.authenticate(cred.token)
+    const principal = this.#o.apiKeys.authenticateDigest(digest)
     if (principal === undefined) throw new GatehouseError('ERR_INVALID_API_KEY')
     return { principal, authenticator: 'apikey' }
   }

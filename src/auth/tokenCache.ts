@@ -40,7 +40,12 @@ export class TokenCache {
 
   /** Cache key of a token. */
   static key(token: string): string {
-    return createHash('sha256').update(token).digest('base64url')
+    return TokenCache.keyOfDigest(createHash('sha256').update(token).digest())
+  }
+
+  /** Cache key from a token's SHA-256 digest. */
+  static keyOfDigest(digest: Buffer): string {
+    return digest.toString('base64url')
   }
 
   /** The cached principal of a token, if still valid. */
