@@ -17,6 +17,11 @@ import { TokenCache } from './tokenCache.ts'
 export interface JwtVerifier {
   /** Verify the token; resolve to a principal or reject with a GatehouseError. */
   verify(token: string, shape: JwtShape): Principal | Promise<Principal>
+  /**
+   * For the verified-token cache: a cheap synchronous check, run on every cache hit, that the
+   * verified token is still valid (not revoked). Undefined: valid until exp.
+   */
+  revalidator?(shape: JwtShape): (() => boolean) | undefined
 }
 
 export interface AuthenticatorOptions {
@@ -85,8 +90,8 @@ export class Authenticator {
       }
       // After verification the decoded payload is the verified one (same bytes): its exp/iat bound the entry.
       const remember = (principal: Principal): AuthResult => {
-        const { exp, iat } = shape.payload
-        cache.set(key as string, principal, typeof exp === 'number' ? exp : undefined, typeof iat === 'number' ? iat : undefined)
+        const exp = shape.payload.exp
+        cache.set(key as string, principal, typeof exp === 'number' ? exp : undefined, verifier.revalidator?.(shape))
         return { principal, authenticator: 'jwt' }
       }
       const p = verifier.verify(cred.token, shape)

@@ -10,6 +10,8 @@ export interface Principal {
   readonly groups: readonly string[]
   readonly email?: string | undefined
   readonly method: AuthMethod
+  /** A local account that must change its password: its token may only do that (SPEC §8). */
+  readonly mustChangePassword?: boolean | undefined
 }
 
 /** The principal of a request without credentials; Weaviate judges it as the user `anonymous` (W22). */

@@ -4,8 +4,9 @@
  * is never kept), and an entry never outlives the token's `exp` or the cache's max TTL.
  *
  * Anything that revokes must be able to reach it: `clear()` drops everything, `revoke(pred)`
- * drops matching principals, and `isRevoked` (set by the local-users issuer) is consulted on
- * every hit, so a cached token of a revoked user fails on its very next request.
+ * drops matching principals, and an entry may carry a `revalidate` check (the local issuer's
+ * token generation and family) that runs on every hit, so a cached token of a revoked user
+ * fails on its very next request.
  */
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
@@ -15,8 +16,8 @@ interface Entry {
   readonly principal: Principal
   /** Token expiry, ms since epoch. */
   readonly exp: number
-  /** Token issue time, ms since epoch (for revocation checks). */
-  readonly iat: number | undefined
+  /** Cheap synchronous check run on every hit; false drops the entry. */
+  readonly revalidate: (() => boolean) | undefined
 }
 
 export interface TokenCacheOptions {
@@ -29,8 +30,6 @@ export class TokenCache {
   readonly #lru: LRUCache<string, Entry>
   readonly #now: () => number
   readonly #maxTtl: number
-  /** Consulted on every hit; true drops the entry and forces a full verification. */
-  isRevoked: ((p: Principal, iat: number | undefined) => boolean) | undefined
 
   constructor(o: TokenCacheOptions) {
     this.#lru = new LRUCache({ max: Math.max(1, o.maxEntries) })
@@ -52,7 +51,7 @@ export class TokenCache {
   get(key: string): Principal | undefined {
     const e = this.#lru.get(key)
     if (e === undefined) return undefined
-    if (this.#now() >= e.exp || (this.isRevoked !== undefined && this.isRevoked(e.principal, e.iat))) {
+    if (this.#now() >= e.exp || (e.revalidate !== undefined && !e.revalidate())) {
       this.#lru.delete(key)
       return undefined
     }
@@ -60,11 +59,11 @@ export class TokenCache {
   }
 
   /** Remember a verified token until min(exp, now + maxTtl). */
-  set(key: string, principal: Principal, expSeconds: number | undefined, iatSeconds: number | undefined): void {
+  set(key: string, principal: Principal, expSeconds: number | undefined, revalidate?: () => boolean): void {
     if (this.#maxTtl <= 0 || expSeconds === undefined) return
     const exp = Math.min(expSeconds * 1000, this.#now() + this.#maxTtl)
     if (exp <= this.#now()) return
-    this.#lru.set(key, { principal, exp, iat: iatSeconds === undefined ? undefined : iatSeconds * 1000 })
+    this.#lru.set(key, { principal, exp, revalidate })
   }
 
   /** Drop every entry whose principal matches. */

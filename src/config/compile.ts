@@ -12,6 +12,7 @@ import { profileFor, type Profile } from '../authz/profiles.ts'
 import { canonical, type HeaderPolicy } from '../pipeline/headers.ts'
 import { createEchoForwarder } from '../upstream/echo.ts'
 import { createHttpForwarder, type Forwarder } from '../upstream/forward.ts'
+import type { OutboundTrust } from '../upstream/trust.ts'
 import { readKeysFile } from './keys.ts'
 import type { Config, SecretRef } from './types.ts'
 import { trustedProxyList } from './validate.ts'
@@ -35,7 +36,7 @@ export interface Runtime {
 /** Effective anonymous policy (W3): on when no method is enabled; else only when explicitly on. */
 export function anonymousEnabled(c: Config): boolean {
   const a = c.authentication
-  const any = a.apikey.enabled || a.oidc.enabled
+  const any = a.apikey.enabled || a.oidc.enabled || a.local.enabled
   return any ? a.anonymous.enabled === true : true
 }
 
@@ -45,6 +46,7 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
   const methodNames: string[] = []
   if (a.apikey.enabled) methodNames.push('API-keys')
   if (a.oidc.enabled) methodNames.push('OIDC')
+  if (a.local.enabled) methodNames.push('local users')
   let apiKeys: ApiKeyVerifier | undefined
   if (a.apikey.enabled) {
     const keys = [...a.apikey.allowedKeys, ...(a.apikey.allowedKeysFile === undefined ? [] : readKeysFile(a.apikey.allowedKeysFile))]
@@ -90,11 +92,12 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
 }
 
 /** Create the forwarder for the configured upstream. */
-export function createForwarder(c: Config): Forwarder {
+export function createForwarder(c: Config, trust?: OutboundTrust): Forwarder {
   if (c.upstream.url === 'echo:') return createEchoForwarder(c.limits.maxRequestBody)
   return createHttpForwarder({
     url: c.upstream.url,
     caFile: c.upstream.caFile,
+    trust,
     timeouts: c.upstream.timeouts,
     maxRequestBody: c.limits.maxRequestBody,
     maxResponseBody: c.limits.maxResponseBody,

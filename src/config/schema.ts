@@ -202,6 +202,25 @@ export const SCHEMA: Group = group('gatehouse configuration', {
         maxBytes: leaf('size', 512 * 1024, 'Size limit of each discovery/JWKS document.'),
       }),
     }),
+    local: group('Local users and tokens (Weka’s model) on the admin listener; runtime changes live in the state store.', {
+      enabled: leaf('bool', false, 'Enable local users: login, refresh, long-lived tokens, user management.', { env: [gh('GATEHOUSE_LOCAL_ENABLED')] }),
+      initialAdminPassword: leaf('string', undefined, 'Password of the admin user created on first start (else admin, which must be changed at first login).', {
+        optional: true,
+        secret: true,
+        env: [gh('GATEHOUSE_ADMIN_PASSWORD')],
+      }),
+      accessTokenLifetime: leaf('duration', 300 * SECOND, 'Lifetime of access tokens (Weka: 5 minutes).', { min: 1000, max: 86_400_000 }),
+      refreshTokenLifetime: leaf('duration', 365 * 86_400 * SECOND, 'Lifetime of refresh tokens (Weka: 1 year).', { min: 1000, max: 10 * 365 * 86_400_000 }),
+      longLivedTokenLifetime: leaf('duration', 30 * 86_400 * SECOND, 'Default lifetime of tokens from generate-token (infinite allowed per request).', { min: 1000, max: 100 * 365 * 86_400_000 }),
+      lockout: group('Initial account lockout policy (gatehouse security lockout-config).', {
+        failedAttempts: leaf('int', 5, 'Consecutive failed logins that lock an account.', { min: 2, max: 50 }),
+        lockoutDuration: leaf('duration', 120 * SECOND, 'How long a locked account stays locked.', { min: 30_000, max: 3_600_000 }),
+      }),
+      banner: group('Initial login banner (gatehouse security login-banner).', {
+        text: leaf('string', '', 'Text shown before login.'),
+        enabled: leaf('bool', false, 'Show the banner.'),
+      }),
+    }),
     tokenCache: group('Verified-token cache (JWTs): a repeated token costs a hash and a look-up.', {
       maxEntries: leaf('int', 10_000, 'Entries kept (LRU); 0 turns the cache off.', { min: 0, max: 10_000_000 }),
       maxTtl: leaf('duration', 300 * SECOND, 'Longest time a verification is reused (never past the token’s exp).', { min: 0, max: 86_400_000 }),

@@ -70,6 +70,15 @@ export interface Config {
         readonly maxBytes: number
       }
     }
+    readonly local: {
+      readonly enabled: boolean
+      readonly initialAdminPassword: string | undefined
+      readonly accessTokenLifetime: number
+      readonly refreshTokenLifetime: number
+      readonly longLivedTokenLifetime: number
+      readonly lockout: { readonly failedAttempts: number; readonly lockoutDuration: number }
+      readonly banner: { readonly text: string; readonly enabled: boolean }
+    }
     readonly tokenCache: { readonly maxEntries: number; readonly maxTtl: number }
   }
   readonly authorization: {

@@ -6,6 +6,7 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { BlockList, isIP } from 'node:net'
 import { HOP_BY_HOP } from '../upstream/hop.ts'
+import { passwordProblem } from '../issuer/passwords.ts'
 import { effectiveIssuers, type IssuerConfig } from './issuers.ts'
 import { isSha256Key, readKeysFile } from './keys.ts'
 import type { Config, Problem, Source } from './types.ts'
@@ -55,7 +56,12 @@ export function validate(c: Config, sources: ReadonlyMap<string, Source>, proble
   const a = c.authentication
   if (a.apikey.enabled) validateApiKeys(c, add)
   if (a.oidc.enabled) validateOidc(c, add, warnings)
-  const anyMethod = a.apikey.enabled || a.oidc.enabled
+  if (a.local.enabled && a.local.initialAdminPassword !== undefined) {
+    const weak = passwordProblem(a.local.initialAdminPassword)
+    if (weak !== undefined) add('authentication.local.initialAdminPassword', weak, 'choose a password that follows the rules (8+ characters, upper and lower case, a number or a special character)', '<redacted>')
+  }
+  if (a.local.enabled && !c.admin.enabled) add('admin.enabled', 'local users need the admin listener (login and token API)', 'set admin.enabled: true, or disable authentication.local')
+  const anyMethod = a.apikey.enabled || a.oidc.enabled || a.local.enabled
   if (!anyMethod && a.anonymous.enabled === false) {
     warnings.push('authentication.anonymous.enabled is false but no authentication method is enabled, so anonymous access stays on (Weaviate’s rule); enable apikey or oidc to require credentials')
   }
@@ -129,23 +135,29 @@ export function checkCertificatePair(certFile: string, keyFile: string): { path:
   } catch (e) {
     return { path: 'tls.keyFile', message: `cannot read the private key (${(e as NodeJS.ErrnoException).code ?? String(e)})`, remedy: 'point tls.keyFile at a readable PEM private key file' }
   }
+  const p = checkCertificatePem(certPem, keyPem)
+  return p === undefined ? undefined : { path: p.part === 'certificate' ? 'tls.certFile' : 'tls.keyFile', message: p.message, remedy: p.remedy }
+}
+
+/** Check PEM texts: a certificate, an unencrypted private key, and that they belong together. */
+export function checkCertificatePem(certPem: string, keyPem: string): { part: 'certificate' | 'key'; message: string; remedy: string } | undefined {
   let cert: X509Certificate
   try {
     cert = new X509Certificate(certPem)
   } catch {
-    return { path: 'tls.certFile', message: 'not a PEM X.509 certificate', remedy: 'give the PEM certificate (-----BEGIN CERTIFICATE-----), leaf first' }
+    return { part: 'certificate', message: 'not a PEM X.509 certificate', remedy: 'give the PEM certificate (-----BEGIN CERTIFICATE-----), leaf first' }
   }
   if (/ENCRYPTED/.test(keyPem)) {
-    return { path: 'tls.keyFile', message: 'the private key is encrypted', remedy: 'decrypt it first, e.g. openssl pkey -in key.pem -out key.plain.pem' }
+    return { part: 'key', message: 'the private key is encrypted', remedy: 'decrypt it first, e.g. openssl pkey -in key.pem -out key.plain.pem' }
   }
   let key
   try {
     key = createPrivateKey(keyPem)
   } catch {
-    return { path: 'tls.keyFile', message: 'not a PEM private key', remedy: 'give the unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)' }
+    return { part: 'key', message: 'not a PEM private key', remedy: 'give the unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)' }
   }
   if (!cert.checkPrivateKey(key)) {
-    return { path: 'tls.keyFile', message: 'the private key does not match the certificate', remedy: 'give the key that belongs to tls.certFile' }
+    return { part: 'key', message: 'the private key does not match the certificate', remedy: 'give the key that belongs to the certificate' }
   }
   return undefined
 }

@@ -84,6 +84,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     const authn = rt.authenticator.authenticate(credential, ctx.classification.access)
     const { principal } = authn instanceof Promise ? await authn : authn
     ctx.principal = principal
+    // A local account that must change its password may do nothing else (SPEC §8).
+    if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
     // 6b · authorize
     const decision = rt.adminList.decide(principal, ctx.classification.access)
     if (!decision.allowed) throw new GatehouseError('ERR_FORBIDDEN', { detail: decision.rule })

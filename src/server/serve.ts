@@ -7,15 +7,21 @@ import { randomUUID } from 'node:crypto'
 import http, { STATUS_CODES } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { createAdminHandler, type Readiness } from '../admin/routes.ts'
+import { createAdminHandler } from '../admin/api.ts'
+import type { Readiness } from '../admin/routes.ts'
+import type { JwtVerifier } from '../auth/authenticate.ts'
 import { createOidc } from '../auth/oidc/setup.ts'
+import { LocalIssuer } from '../issuer/localIssuer.ts'
+import { FileStore } from '../store/fileStore.ts'
+import { OutboundTrust } from '../upstream/trust.ts'
+import { CertManager } from './certs.ts'
 import { compile, createForwarder } from '../config/compile.ts'
 import { writeNewKeysFile } from '../config/keys.ts'
 import type { Config } from '../config/types.ts'
 import { errorBody, GatehouseError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { createHandler, type ServeState } from '../pipeline/handler.ts'
-import { certSource, tlsOptions, watchCertificates, type CertSource } from './tls.ts'
+import type { CertSource } from './tls.ts'
 
 /** A running gatehouse. */
 export interface RunningServer {
@@ -40,21 +46,34 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     writeNewKeysFile(k.allowedKeysFile)
     logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
   }
-  const oidc = await createOidc(config, logger)
+  const store = new FileStore(config.stateDir)
+  const trust = await OutboundTrust.open(store)
+  const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger) : undefined
+  const oidc = await createOidc(config, logger, { trust })
   oidc.start()
-  const runtime = compile(config, oidc.verifiers)
-  const forwarder = createForwarder(config)
+  const verifiers = new Map<string, JwtVerifier>(oidc.verifiers)
+  if (issuer !== undefined) verifiers.set(issuer.iss, issuer)
+  const runtime = compile(config, verifiers)
+  const forwarder = createForwarder(config, trust)
   const state: ServeState = { draining: false, inflight: 0 }
   const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status() }
   const handler = createHandler({ runtime, forwarder, logger, state })
-  const adminHandler = createAdminHandler(state, readiness)
+  const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined
+  const adminHandler = createAdminHandler({
+    state,
+    readiness,
+    logger,
+    issuer,
+    certs,
+    trust,
+    accessLog: config.log.access,
+    tokenLifetimes: { accessMs: config.authentication.local.accessTokenLifetime, refreshMs: config.authentication.local.refreshTokenLifetime },
+  })
 
-  let cert: CertSource | undefined
   let data: http.Server
   let admin: http.Server | undefined
-  if (config.tls.enabled) {
-    cert = certSource(config, logger)
-    const opts = tlsOptions(config, cert)
+  if (certs !== undefined) {
+    const opts = await certs.options()
     data = https.createServer({ ...opts, ...SERVER_OPTIONS }, handler)
     if (config.admin.enabled) admin = https.createServer({ ...opts, ...SERVER_OPTIONS }, adminHandler)
   } else {
@@ -96,7 +115,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
   const dataUrl = url(data, config.listen.address)
   const adminUrl = admin === undefined ? undefined : url(admin, config.admin.address)
-  const stopWatching = cert === undefined ? () => {} : watchCertificates(config, cert, [data as https.Server, ...(admin === undefined ? [] : [admin as https.Server])], logger)
+  certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server])])
+  const stopWatching = (): void => certs?.stop()
   readiness.listeners = true
   readiness.state = true
 
@@ -130,7 +150,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     return stopping
   }
 
-  return { dataUrl, adminUrl, state, cert, stop }
+  return { dataUrl, adminUrl, state, cert: certs?.fileSource, stop }
 }
 
 function listen(server: http.Server, port: number, address: string): Promise<void> {

@@ -14,6 +14,7 @@ import { rootCertificates } from 'node:tls'
 import { Pool, type Dispatcher } from 'undici'
 import { GatehouseError } from '../errors.ts'
 import { HOP_BY_HOP } from './hop.ts'
+import type { OutboundTrust } from './trust.ts'
 
 /** Forwards one request whose upstream headers are already built. */
 export interface Forwarder {
@@ -29,6 +30,8 @@ export interface Forwarder {
 export interface ForwarderOptions {
   readonly url: string
   readonly caFile: string | undefined
+  /** Runtime CA (`security ca-cert`); the pool is rebuilt when it changes. */
+  readonly trust?: OutboundTrust | undefined
   readonly timeouts: { readonly connect: number; readonly headers: number; readonly body: number }
   readonly maxRequestBody: number
   readonly maxResponseBody: number
@@ -38,12 +41,23 @@ export interface ForwarderOptions {
 export function createHttpForwarder(o: ForwarderOptions): Forwarder {
   const base = new URL(o.url)
   const basePath = base.pathname.replace(/\/+$/, '')
-  const ca = o.caFile === undefined ? undefined : [...rootCertificates, readFileSync(o.caFile, 'utf8')]
-  const pool = new Pool(base.origin, {
-    connect: { timeout: o.timeouts.connect, ...(ca === undefined ? {} : { ca }) },
-    headersTimeout: o.timeouts.headers,
-    bodyTimeout: o.timeouts.body,
-    keepAliveTimeout: 4_000,
+  const fileCa = o.caFile === undefined ? undefined : readFileSync(o.caFile, 'utf8')
+  const makePool = (): Pool => {
+    const extra = [fileCa, o.trust?.extraCa].filter((x): x is string => x !== undefined)
+    const ca = extra.length === 0 ? undefined : [...rootCertificates, ...extra]
+    return new Pool(base.origin, {
+      connect: { timeout: o.timeouts.connect, ...(ca === undefined ? {} : { ca }) },
+      headersTimeout: o.timeouts.headers,
+      bodyTimeout: o.timeouts.body,
+      keepAliveTimeout: 4_000,
+    })
+  }
+  let pool = makePool()
+  // New trust: new connections use a new pool; requests in flight finish on the old one.
+  const unsubscribe = o.trust?.subscribe(() => {
+    const old = pool
+    pool = makePool()
+    void old.close()
   })
 
   return {
@@ -94,6 +108,7 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
       return r.statusCode
     },
     async close() {
+      unsubscribe?.()
       await pool.close()
     },
   }

@@ -10,8 +10,8 @@ describe('TokenCache (clock mocked)', () => {
   it('never serves an entry past the token exp, nor past maxTtl', () => {
     let t = 1_000_000_000_000
     const c = new TokenCache({ maxEntries: 10, maxTtlMs: 60_000, now: () => t })
-    c.set('a', p('a'), t / 1000 + 30, undefined) // exp in 30 s
-    c.set('b', p('b'), t / 1000 + 3600, undefined) // exp in 1 h, maxTtl 60 s
+    c.set('a', p('a'), t / 1000 + 30) // exp in 30 s
+    c.set('b', p('b'), t / 1000 + 3600) // exp in 1 h, maxTtl 60 s
     assert.equal(c.get('a')?.user, 'a')
     t += 30_000
     assert.equal(c.get('a'), undefined, 'expired with the token')
@@ -22,20 +22,22 @@ describe('TokenCache (clock mocked)', () => {
   it('does not cache tokens without exp or already expired', () => {
     const t = 1_000_000_000_000
     const c = new TokenCache({ maxEntries: 10, maxTtlMs: 60_000, now: () => t })
-    c.set('x', p('x'), undefined, undefined)
-    c.set('y', p('y'), t / 1000 - 1, undefined)
+    c.set('x', p('x'), undefined)
+    c.set('y', p('y'), t / 1000 - 1)
     assert.equal(c.size, 0)
   })
-  it('is bounded (LRU) and can be revoked by predicate, by hook, or cleared', () => {
+  it('is bounded (LRU) and can be revoked by predicate, by a per-entry revalidation, or cleared', () => {
     const t = 1_000_000_000_000
     const c = new TokenCache({ maxEntries: 3, maxTtlMs: 60_000, now: () => t })
-    for (const u of ['a', 'b', 'c', 'd']) c.set(u, p(u), t / 1000 + 60, t / 1000)
+    let cValid = true
+    for (const u of ['a', 'b', 'c', 'd']) c.set(u, p(u), t / 1000 + 60, u === 'c' ? () => cValid : undefined)
     assert.equal(c.size, 3)
     assert.equal(c.get('a'), undefined)
     c.revoke((x) => x.user === 'b')
     assert.equal(c.get('b'), undefined)
-    c.isRevoked = (x, iat) => x.user === 'c' && iat !== undefined && iat <= t
-    assert.equal(c.get('c'), undefined)
+    assert.equal(c.get('c')?.user, 'c')
+    cValid = false
+    assert.equal(c.get('c'), undefined, 'the revalidation runs on every hit')
     assert.equal(c.get('d')?.user, 'd')
     c.clear()
     assert.equal(c.size, 0)

@@ -21,7 +21,7 @@ export interface FetchLimits {
 }
 
 /** An HTTP client for one issuer (its own trust: system CAs, or a custom CA that replaces them). */
-export function issuerDispatcher(ca: string | undefined, timeoutMs: number): Dispatcher {
+export function issuerDispatcher(ca: string | string[] | undefined, timeoutMs: number): Dispatcher {
   return new Agent({ connect: { timeout: timeoutMs, ...(ca === undefined ? {} : { ca }) }, keepAliveTimeout: 10_000 })
 }
 

@@ -73,10 +73,19 @@ export class JwksCache {
   #fetches = 0
   #timer: NodeJS.Timeout | undefined
   #stopped = false
+  #dispatcher: Dispatcher
 
   constructor(o: JwksCacheOptions) {
     this.#o = o
     this.#now = o.now ?? Date.now
+    this.#dispatcher = o.dispatcher
+  }
+
+  /** Use a new HTTP client for later fetches (new outbound trust); the old one is closed. */
+  setDispatcher(d: Dispatcher): void {
+    const old = this.#dispatcher
+    this.#dispatcher = d
+    void old.close()
   }
 
   /** The file the last good documents are kept in. */
@@ -192,7 +201,7 @@ export class JwksCache {
       let advertisedAlgs: string[] | undefined
       if (jwksUri === '') {
         const url = `${o.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`
-        const doc = await fetchJson(url, o.dispatcher, o.limits)
+        const doc = await fetchJson(url, this.#dispatcher, o.limits)
         // OpenID Connect Discovery §4.3: the issuer must be identical to the one configured.
         if (doc.issuer !== o.issuer) throw new FetchError('not-json', `discovery issuer ${JSON.stringify(doc.issuer)} does not equal the configured issuer ${JSON.stringify(o.issuer)}`)
         if (typeof doc.jwks_uri !== 'string') throw new FetchError('not-json', 'discovery document has no jwks_uri')
@@ -200,7 +209,7 @@ export class JwksCache {
         const algs = doc.id_token_signing_alg_values_supported
         if (Array.isArray(algs)) advertisedAlgs = algs.filter((a): a is string => typeof a === 'string')
       }
-      const set = await fetchJson(jwksUri, o.dispatcher, o.limits)
+      const set = await fetchJson(jwksUri, this.#dispatcher, o.limits)
       if (!Array.isArray(set.keys)) throw new FetchError('not-json', `${jwksUri} is not a JWK set (no keys array)`)
       const jwks = (set.keys as unknown[]).filter((k): k is JWK => typeof k === 'object' && k !== null && typeof (k as JWK).kty === 'string')
       // Never keep private key material, even if an issuer publishes it by mistake.

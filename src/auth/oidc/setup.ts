@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { effectiveIssuers } from '../../config/issuers.ts'
+import { rootCertificates } from 'node:tls'
 import type { Config } from '../../config/types.ts'
+import type { OutboundTrust } from '../../upstream/trust.ts'
 import type { Logger } from '../../log.ts'
 import type { JwtVerifier } from '../authenticate.ts'
 import { fetchText, issuerDispatcher } from './fetch.ts'
@@ -25,18 +27,24 @@ export interface OidcRuntime {
 }
 
 /** Create the OIDC runtime (empty when OIDC is off). */
-export async function createOidc(c: Config, logger: Logger, opts: { now?: () => number } = {}): Promise<OidcRuntime> {
+export async function createOidc(c: Config, logger: Logger, opts: { now?: () => number; trust?: OutboundTrust } = {}): Promise<OidcRuntime> {
   const o = c.authentication.oidc
   const issuers = effectiveIssuers(c)
   if (issuers.length === 0) return { verifiers: new Map(), status: () => [], start() {}, stop() {}, settle: async () => {} }
   const caches: JwksCache[] = []
   const verifiers = new Map<string, JwtVerifier>()
   for (const i of issuers) {
-    const ca = i.certificate === '' ? undefined : await loadCertificate(i.certificate, o.jwks.fetchTimeout)
+    const own = i.certificate === '' ? undefined : await loadCertificate(i.certificate, o.jwks.fetchTimeout)
+    // The issuer's own certificate replaces the system CAs (Weaviate); a runtime CA is added to either.
+    const trustFor = (): string[] | undefined => {
+      const extra = opts.trust?.extraCa
+      if (own === undefined) return extra === undefined ? undefined : [...rootCertificates, extra]
+      return extra === undefined ? [own] : [own, extra]
+    }
     const cache = new JwksCache({
       issuer: i.issuer,
       jwksUrl: i.jwksUrl,
-      dispatcher: issuerDispatcher(ca, o.jwks.fetchTimeout),
+      dispatcher: issuerDispatcher(trustFor(), o.jwks.fetchTimeout),
       limits: { timeoutMs: o.jwks.fetchTimeout, maxBytes: o.jwks.maxBytes },
       cooldownMs: o.jwks.cooldown,
       refreshMs: o.jwks.refreshInterval,
@@ -46,6 +54,7 @@ export async function createOidc(c: Config, logger: Logger, opts: { now?: () => 
       ...(opts.now === undefined ? {} : { now: opts.now }),
     })
     caches.push(cache)
+    opts.trust?.subscribe(() => cache.setDispatcher(issuerDispatcher(trustFor(), o.jwks.fetchTimeout)))
     verifiers.set(
       i.issuer,
       new OidcVerifier({

@@ -1,0 +1,350 @@
+/**
+ * gatehouse's own issuer for local users (Weka's model, SPEC §8).
+ *
+ * - An ES256 signing key generated once into `<stateDir>/issuer/` (mode 0600); its public JWKS
+ *   is served on the admin listener.
+ * - Access tokens are JWTs (5 minutes); refresh tokens are opaque, stored as SHA-256 hashes,
+ *   rotated on every use; presenting a spent one revokes its whole family (OAuth 2.0 Security
+ *   BCP §4.14.2). Long-lived tokens are JWTs of a chosen lifetime (`infinite` allowed).
+ * - Every token carries the user's token generation; revoking or changing the password bumps
+ *   it, so every earlier token fails on the next request — through the verified-token cache
+ *   too (see `revalidator`) — while a token issued a moment later works.
+ * - Logins reserve a lockout slot before the password is checked, so parallel wrong attempts
+ *   can never exceed the limit; unknown names take the same path and the same time.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK } from 'jose'
+import type { JwtVerifier } from '../auth/authenticate.ts'
+import type { JwtShape } from '../auth/jwtShape.ts'
+import type { Principal } from '../auth/principal.ts'
+import type { Config } from '../config/types.ts'
+import { GatehouseError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import { writeFileAtomic } from '../store/atomic.ts'
+import type { FileStore } from '../store/fileStore.ts'
+import type { LockPolicy, UserRecord } from '../store/store.ts'
+import { assertPasswordPolicy, hashPassword, verifyPassword } from './passwords.ts'
+
+export type Role = UserRecord['role']
+export const ROLES: readonly Role[] = ['admin', 'readonly', 'regular']
+const USERNAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/
+const AUDIENCE = 'gatehouse'
+const INFINITE_MS = 100 * 365 * 86_400_000
+
+/** What login and refresh answer (Weka's shape, inside `data`). */
+export interface TokenSet {
+  access_token: string
+  token_type: 'Bearer'
+  expires_in: number
+  refresh_token: string
+  password_change_required?: true
+}
+
+export interface Banner {
+  text: string
+  enabled: boolean
+}
+
+export interface LocalIssuerOptions {
+  readonly now?: () => number
+}
+
+interface KeyFile {
+  iss: string
+  kid: string
+  privateJwk: JWK
+}
+
+/** The local issuer. Create with `LocalIssuer.open`. */
+export class LocalIssuer implements JwtVerifier {
+  readonly iss: string
+  readonly #kid: string
+  readonly #privateKey: Awaited<ReturnType<typeof importJWK>>
+  readonly #publicKey: Awaited<ReturnType<typeof importJWK>>
+  readonly #publicJwk: JWK
+  readonly #store: FileStore
+  readonly #c: Config['authentication']['local']
+  readonly #logger: Logger
+  readonly #now: () => number
+  readonly #dummyHash: string
+
+  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: FileStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string) {
+    this.iss = k.iss
+    this.#kid = k.kid
+    this.#privateKey = keys.priv
+    this.#publicKey = keys.pub
+    this.#publicJwk = keys.pubJwk
+    this.#store = store
+    this.#c = c
+    this.#logger = logger
+    this.#now = now
+    this.#dummyHash = dummyHash
+  }
+
+  /** Load or create the signing key, and create the first admin on first start. */
+  static async open(c: Config, store: FileStore, logger: Logger, opts: LocalIssuerOptions = {}): Promise<LocalIssuer> {
+    const file = path.join(c.stateDir, 'issuer', 'signing-key.json')
+    let k: KeyFile
+    try {
+      k = JSON.parse(readFileSync(file, 'utf8')) as KeyFile
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+      const { privateKey } = await generateKeyPair('ES256', { extractable: true })
+      const id = randomBytes(8).toString('hex')
+      k = { iss: `urn:gatehouse:local:${id}`, kid: `local-${id}`, privateJwk: { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' } }
+      writeFileAtomic(file, JSON.stringify(k), 0o600)
+      logger.info({ iss: k.iss }, 'generated the local issuer signing key')
+    }
+    const { d: _d, ...pubJwk } = k.privateJwk
+    const priv = await importJWK(k.privateJwk, 'ES256')
+    const pub = await importJWK({ ...pubJwk, kid: k.kid }, 'ES256')
+    const issuer = new LocalIssuer(k, { priv, pub, pubJwk: { ...pubJwk, kid: k.kid, alg: 'ES256', use: 'sig' } }, store, c.authentication.local, logger, opts.now ?? Date.now, await hashPassword(randomBytes(16).toString('hex')))
+    await issuer.#bootstrap()
+    return issuer
+  }
+
+  async #bootstrap(): Promise<void> {
+    if ((await this.#store.listUsers()).length > 0) return
+    const given = this.#c.initialAdminPassword
+    // The default admin/admin must be changed at first login; a password given by the operator need not.
+    const created = await this.#store.createUser({
+      username: 'admin',
+      uid: randomUUID(),
+      role: 'admin',
+      passwordHash: await hashPassword(given ?? 'admin'),
+      mustChangePassword: given === undefined,
+      generation: 0,
+      createdAt: this.#now(),
+    })
+    if (created) this.#logger.info({ mustChangePassword: given === undefined }, 'created the first local user: admin')
+  }
+
+  /** The public JWKS served on the admin listener. */
+  jwks(): { keys: JWK[] } {
+    return { keys: [this.#publicJwk] }
+  }
+
+  // --- login and tokens ---------------------------------------------------------------
+
+  async #policy(): Promise<LockPolicy> {
+    const stored = await this.#store.getSetting<LockPolicy>('lockoutPolicy')
+    return stored ?? { failedAttempts: this.#c.lockout.failedAttempts, lockoutMs: this.#c.lockout.lockoutDuration }
+  }
+
+  /**
+   * Check a name and password under the lockout policy.
+   *
+   * @throws ERR_ACCOUNT_LOCKED (429, Retry-After) or ERR_LOGIN_FAILED (401)
+   */
+  async #checkPassword(username: string, password: string): Promise<UserRecord> {
+    const policy = await this.#policy()
+    const slot = await this.#store.reserveAttempt(username, policy, this.#now())
+    if (!slot.ok) throw new GatehouseError('ERR_ACCOUNT_LOCKED', { headers: { 'retry-after': String(Math.max(1, Math.ceil(slot.retryAfterMs / 1000))) }, detail: 'locked or attempts in flight' })
+    let user: UserRecord | undefined
+    let ok = false
+    try {
+      user = await this.#store.getUser(username)
+      // Unknown names are checked against a dummy hash: same work, same time, same answer.
+      ok = (await verifyPassword(password, user?.passwordHash ?? this.#dummyHash)) && user !== undefined
+    } finally {
+      const after = await this.#store.finishAttempt(username, ok, policy, this.#now())
+      if (!ok && after.lockedUntil > this.#now()) this.#logger.warn({ user: username }, 'account locked after failed logins')
+    }
+    if (!ok || user === undefined) throw new GatehouseError('ERR_LOGIN_FAILED')
+    return user
+  }
+
+  /** `POST /api/v2/login`. */
+  async login(username: unknown, password: unknown): Promise<TokenSet> {
+    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 256) throw new GatehouseError('ERR_LOGIN_FAILED', { detail: 'malformed login body' })
+    const user = await this.#checkPassword(username, password)
+    this.#logger.info({ user: user.username }, 'login')
+    return this.#issue(user, randomUUID())
+  }
+
+  /** `POST /api/v2/login/refresh`: rotate; a spent token revokes its family. */
+  async refresh(refreshToken: unknown): Promise<TokenSet> {
+    if (typeof refreshToken !== 'string' || refreshToken.length > 512) throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN')
+    const rec = await this.#store.useRefresh(sha256(refreshToken))
+    if (rec === undefined) throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN', { detail: 'unknown refresh token' })
+    if (rec.used) {
+      await this.#store.revokeFamily(rec.family)
+      this.#logger.warn({ user: rec.username }, 'a spent refresh token was presented again; its token family is revoked')
+      throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN', { detail: 'refresh token reuse' })
+    }
+    const user = await this.#store.getUser(rec.username)
+    if (rec.expiresAt <= this.#now() || user === undefined || user.generation !== rec.generation || (await this.#store.isFamilyRevoked(rec.family))) {
+      throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN', { detail: 'expired or revoked refresh token' })
+    }
+    return this.#issue(user, rec.family)
+  }
+
+  async #issue(user: UserRecord, family: string): Promise<TokenSet> {
+    const lifetime = this.#c.accessTokenLifetime
+    const access = await this.#sign(user, 'access', lifetime, family)
+    const refresh = `ghr_${randomBytes(32).toString('base64url')}`
+    await this.#store.putRefresh(sha256(refresh), { username: user.username, family, generation: user.generation, expiresAt: this.#now() + this.#c.refreshTokenLifetime, used: false })
+    return {
+      access_token: access,
+      token_type: 'Bearer',
+      expires_in: Math.round(lifetime / 1000),
+      refresh_token: refresh,
+      ...(user.mustChangePassword ? { password_change_required: true as const } : {}),
+    }
+  }
+
+  async #sign(user: UserRecord, typ: 'access' | 'long-lived', lifetimeMs: number, family: string | undefined): Promise<string> {
+    const now = this.#now()
+    const claims: Record<string, unknown> = { role: user.role, gen: user.generation, typ }
+    if (family !== undefined) claims.fam = family
+    if (user.mustChangePassword) claims.pcr = true
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', kid: this.#kid, typ: 'JWT' })
+      .setIssuer(this.iss)
+      .setAudience(AUDIENCE)
+      .setSubject(user.username)
+      .setJti(randomUUID())
+      .setIssuedAt(Math.floor(now / 1000))
+      .setExpirationTime(Math.floor((now + lifetimeMs) / 1000))
+      .sign(this.#privateKey)
+  }
+
+  /** `POST /api/v2/users/tokens`: a long-lived token for the caller (`Infinity` allowed). */
+  async generateToken(caller: Principal, lifetimeMs: number | undefined): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number | null }> {
+    const user = await this.#requireUser(caller.user)
+    const ms = lifetimeMs ?? this.#c.longLivedTokenLifetime
+    const token = await this.#sign(user, 'long-lived', ms === Infinity ? INFINITE_MS : ms, undefined)
+    this.#logger.info({ user: user.username, lifetime: ms === Infinity ? 'infinite' : ms }, 'long-lived token generated')
+    return { access_token: token, token_type: 'Bearer', expires_in: ms === Infinity ? null : Math.round(ms / 1000) }
+  }
+
+  // --- verification (JwtVerifier) -----------------------------------------------------
+
+  async verify(token: string, shape: JwtShape): Promise<Principal> {
+    if (shape.header.alg !== 'ES256' || shape.header.kid !== this.#kid) throw new GatehouseError('ERR_INVALID_TOKEN', { detail: 'local token with a foreign alg or kid' })
+    let payload
+    try {
+      payload = (await jwtVerify(token, this.#publicKey, { issuer: this.iss, audience: AUDIENCE, algorithms: ['ES256'], requiredClaims: ['exp', 'sub'], currentDate: new Date(this.#now()) })).payload
+    } catch (e) {
+      throw new GatehouseError((e as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'ERR_TOKEN_EXPIRED' : 'ERR_INVALID_TOKEN', { detail: (e as Error).message })
+    }
+    const user = await this.#store.getUser(String(payload.sub))
+    if (user === undefined || payload.gen !== user.generation) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token has been revoked', detail: 'revoked (generation)' })
+    if (typeof payload.fam === 'string' && (await this.#store.isFamilyRevoked(payload.fam))) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token has been revoked', detail: 'revoked (family)' })
+    return Object.freeze({ user: user.username, groups: Object.freeze([user.role]), method: 'local' as const, mustChangePassword: payload.pcr === true })
+  }
+
+  revalidator(shape: JwtShape): (() => boolean) | undefined {
+    const sub = String(shape.payload.sub)
+    const gen = shape.payload.gen
+    const fam = typeof shape.payload.fam === 'string' ? shape.payload.fam : undefined
+    return () => this.#store.generationSync(sub) === gen && (fam === undefined || !this.#store.familyRevokedSync(fam))
+  }
+
+  // --- users -------------------------------------------------------------------------
+
+  async #requireUser(username: string): Promise<UserRecord> {
+    const u = await this.#store.getUser(username)
+    if (u === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    return u
+  }
+
+  async whoami(caller: Principal): Promise<Record<string, unknown>> {
+    const u = await this.#requireUser(caller.user)
+    return { username: u.username, role: u.role, source: 'local', uid: u.uid, org_id: 0, org_name: 'Root' }
+  }
+
+  async listUsers(): Promise<Record<string, unknown>[]> {
+    const now = this.#now()
+    return Promise.all(
+      (await this.#store.listUsers()).map(async (u) => ({
+        username: u.username,
+        role: u.role,
+        uid: u.uid,
+        password_change_required: u.mustChangePassword,
+        locked: (await this.#store.lockState(u.username, now)).lockedUntil > now,
+      })),
+    )
+  }
+
+  async createUser(username: unknown, password: unknown, role: unknown): Promise<Record<string, unknown>> {
+    if (typeof username !== 'string' || !USERNAME_RE.test(username)) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'username must be 1–64 letters, digits, ".", "_", "@" or "-", starting with a letter or digit' })
+    if (typeof role !== 'string' || !(ROLES as readonly string[]).includes(role)) throw new GatehouseError('ERR_BAD_REQUEST', { message: `role must be one of ${ROLES.join(', ')}` })
+    if (typeof password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'password is required' })
+    assertPasswordPolicy(password)
+    const u: UserRecord = { username, uid: randomUUID(), role: role as Role, passwordHash: await hashPassword(password), mustChangePassword: false, generation: 0, createdAt: this.#now() }
+    if (!(await this.#store.createUser(u))) throw new GatehouseError('ERR_USER_EXISTS')
+    this.#logger.info({ user: username, role }, 'user created')
+    return { username, role, uid: u.uid }
+  }
+
+  async deleteUser(caller: Principal, username: string): Promise<void> {
+    if (username === caller.user) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'you cannot delete yourself' })
+    if (!(await this.#store.deleteUser(username))) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    this.#logger.info({ user: username }, 'user deleted')
+  }
+
+  /** `PUT /api/v2/users/password`. Revokes every earlier token of the user. */
+  async changePassword(caller: Principal, body: { username?: unknown; old_password?: unknown; new_password?: unknown }): Promise<string> {
+    const target = typeof body.username === 'string' && body.username !== '' ? body.username : caller.user
+    if (typeof body.new_password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'new_password is required' })
+    if (target === caller.user) {
+      if (typeof body.old_password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'old_password is required to change your own password' })
+      await this.#checkPassword(target, body.old_password)
+      if (body.old_password === body.new_password) throw new GatehouseError('ERR_WEAK_PASSWORD', { message: 'the new password must differ from the current one' })
+    } else {
+      if (!caller.groups.includes('admin') || caller.mustChangePassword === true) throw new GatehouseError('ERR_FORBIDDEN', { message: 'forbidden: only an admin may set another user’s password' })
+      await this.#requireUser(target)
+    }
+    assertPasswordPolicy(body.new_password)
+    const gen = await this.#store.setPassword(target, await hashPassword(body.new_password), false)
+    if (gen === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    this.#logger.info({ user: target, by: caller.user }, 'password changed; earlier tokens revoked')
+    return target
+  }
+
+  /** `DELETE /api/v2/users/{user}/revoke`. */
+  async revoke(username: string): Promise<void> {
+    if ((await this.#store.bumpGeneration(username)) === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    this.#logger.info({ user: username }, 'tokens revoked')
+  }
+
+  // --- policy and banner ----------------------------------------------------------------
+
+  async lockoutPolicy(): Promise<{ failed_attempts: number; lockout_duration: number }> {
+    const p = await this.#policy()
+    return { failed_attempts: p.failedAttempts, lockout_duration: Math.round(p.lockoutMs / 1000) }
+  }
+
+  async setLockoutPolicy(failedAttempts: number | undefined, lockoutMs: number | undefined): Promise<{ failed_attempts: number; lockout_duration: number }> {
+    const cur = await this.#policy()
+    const next: LockPolicy = { failedAttempts: failedAttempts ?? cur.failedAttempts, lockoutMs: lockoutMs ?? cur.lockoutMs }
+    if (!Number.isInteger(next.failedAttempts) || next.failedAttempts < 2 || next.failedAttempts > 50) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'failed_attempts must be an integer from 2 to 50' })
+    if (!(next.lockoutMs >= 30_000 && next.lockoutMs <= 3_600_000)) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'lockout_duration must be between 30s and 60m' })
+    await this.#store.putSetting('lockoutPolicy', next)
+    return this.lockoutPolicy()
+  }
+
+  async resetLockoutPolicy(): Promise<{ failed_attempts: number; lockout_duration: number }> {
+    await this.#store.deleteSetting('lockoutPolicy')
+    await this.#store.clearLocks()
+    return this.lockoutPolicy()
+  }
+
+  async banner(): Promise<Banner> {
+    return (await this.#store.getSetting<Banner>('banner')) ?? { text: this.#c.banner.text, enabled: this.#c.banner.enabled }
+  }
+
+  async updateBanner(change: Partial<Banner>): Promise<Banner> {
+    if (change.text !== undefined && (typeof change.text !== 'string' || change.text.length > 4096)) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'text must be a string of at most 4096 characters' })
+    const next = { ...(await this.banner()), ...change }
+    await this.#store.putSetting('banner', next)
+    return next
+  }
+}
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('base64url')
+}

@@ -1,0 +1,209 @@
+/**
+ * The embedded state store: memory for reads, and one JSON file per collection under
+ * `<stateDir>/store/`, each rewritten atomically (temp file, fsync, rename, directory fsync)
+ * before the operation resolves. A crash at any moment leaves the old or the new file, never a
+ * torn one. Single-process: operations run one after another on the event loop, which is what
+ * makes each of them atomic here.
+ */
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { writeFileAtomic } from './atomic.ts'
+import type { AttemptSlot, LockPolicy, LockState, RefreshRecord, StateStore, UserRecord } from './store.ts'
+
+interface Files {
+  users: Record<string, UserRecord>
+  refresh: Record<string, RefreshRecord>
+  revokedFamilies: Record<string, number>
+  lockout: Record<string, LockState>
+  settings: Record<string, unknown>
+}
+
+// Failure counters of unknown names could be sprayed without bound; beyond this many the
+// oldest unlocked entries are dropped.
+const MAX_LOCK_ENTRIES = 100_000
+const UNLOCKED: LockState = Object.freeze({ failures: 0, pending: 0, lockedUntil: 0 })
+
+export class FileStore implements StateStore {
+  readonly #dir: string
+  readonly #d: Files
+
+  /** Open (or create) the store in `<stateDir>/store`. Unreadable files are an error, not an empty store. */
+  constructor(stateDir: string) {
+    this.#dir = path.join(stateDir, 'store')
+    this.#d = {
+      users: this.#load('users', {}),
+      refresh: this.#load('refresh', {}),
+      revokedFamilies: this.#load('revokedFamilies', {}),
+      lockout: this.#load('lockout', {}),
+      settings: this.#load('settings', {}),
+    }
+    // Attempts in flight do not survive a restart.
+    for (const [k, v] of Object.entries(this.#d.lockout)) this.#d.lockout[k] = { ...v, pending: 0 }
+  }
+
+  #load<K extends keyof Files>(name: K, empty: Files[K]): Files[K] {
+    const file = path.join(this.#dir, `${name}.json`)
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return empty
+      throw e
+    }
+    return JSON.parse(text) as Files[K]
+  }
+
+  #save(name: keyof Files): void {
+    writeFileAtomic(path.join(this.#dir, `${name}.json`), JSON.stringify(this.#d[name]), 0o600)
+  }
+
+  async getUser(username: string): Promise<UserRecord | undefined> {
+    return Object.hasOwn(this.#d.users, username) ? this.#d.users[username] : undefined
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return Object.values(this.#d.users).sort((a, b) => a.username.localeCompare(b.username))
+  }
+
+  async createUser(u: UserRecord): Promise<boolean> {
+    if (Object.hasOwn(this.#d.users, u.username)) return false
+    this.#d.users[u.username] = u
+    this.#save('users')
+    return true
+  }
+
+  async setPassword(username: string, passwordHash: string, mustChangePassword: boolean): Promise<number | undefined> {
+    const u = await this.getUser(username)
+    if (u === undefined) return undefined
+    const generation = u.generation + 1
+    this.#d.users[username] = { ...u, passwordHash, mustChangePassword, generation }
+    this.#save('users')
+    return generation
+  }
+
+  async bumpGeneration(username: string): Promise<number | undefined> {
+    const u = await this.getUser(username)
+    if (u === undefined) return undefined
+    const generation = u.generation + 1
+    this.#d.users[username] = { ...u, generation }
+    this.#save('users')
+    return generation
+  }
+
+  async deleteUser(username: string): Promise<boolean> {
+    if (!Object.hasOwn(this.#d.users, username)) return false
+    delete this.#d.users[username]
+    this.#save('users')
+    return true
+  }
+
+  async putRefresh(hash: string, r: RefreshRecord): Promise<void> {
+    const now = Date.now()
+    // Expired and spent tokens are pruned as new ones arrive, so the file stays small.
+    for (const [k, v] of Object.entries(this.#d.refresh)) if (v.expiresAt < now) delete this.#d.refresh[k]
+    this.#d.refresh[hash] = r
+    this.#save('refresh')
+  }
+
+  async useRefresh(hash: string): Promise<RefreshRecord | undefined> {
+    const r = Object.hasOwn(this.#d.refresh, hash) ? this.#d.refresh[hash] : undefined
+    if (r === undefined) return undefined
+    if (!r.used) {
+      this.#d.refresh[hash] = { ...r, used: true }
+      this.#save('refresh')
+    }
+    return r
+  }
+
+  async revokeFamily(family: string): Promise<void> {
+    for (const [k, v] of Object.entries(this.#d.refresh)) if (v.family === family) delete this.#d.refresh[k]
+    this.#d.revokedFamilies[family] = Date.now()
+    this.#save('refresh')
+    this.#save('revokedFamilies')
+  }
+
+  async isFamilyRevoked(family: string): Promise<boolean> {
+    return Object.hasOwn(this.#d.revokedFamilies, family)
+  }
+
+  /** Synchronous form of isFamilyRevoked, for the verified-token cache's revalidation. */
+  familyRevokedSync(family: string): boolean {
+    return Object.hasOwn(this.#d.revokedFamilies, family)
+  }
+
+  /** Synchronous user generation, for the verified-token cache's revalidation. */
+  generationSync(username: string): number | undefined {
+    return Object.hasOwn(this.#d.users, username) ? this.#d.users[username]?.generation : undefined
+  }
+
+  #lock(name: string, now: number): LockState {
+    const s = Object.hasOwn(this.#d.lockout, name) ? (this.#d.lockout[name] as LockState) : UNLOCKED
+    // A lock that has run out starts a fresh count.
+    return s.lockedUntil !== 0 && s.lockedUntil <= now ? { failures: 0, pending: s.pending, lockedUntil: 0 } : s
+  }
+
+  async reserveAttempt(name: string, policy: LockPolicy, now: number): Promise<AttemptSlot> {
+    const s = this.#lock(name, now)
+    if (s.lockedUntil > now) return { ok: false, retryAfterMs: s.lockedUntil - now }
+    if (s.failures + s.pending >= policy.failedAttempts) {
+      // Every remaining attempt is already being checked; wait for their outcome.
+      return { ok: false, retryAfterMs: 1000 }
+    }
+    this.#d.lockout[name] = { ...s, pending: s.pending + 1 }
+    this.#prune(now)
+    return { ok: true }
+  }
+
+  async finishAttempt(name: string, success: boolean, policy: LockPolicy, now: number): Promise<LockState> {
+    const s = this.#lock(name, now)
+    const pending = Math.max(0, s.pending - 1)
+    let next: LockState
+    if (success) next = { failures: 0, pending, lockedUntil: 0 }
+    else {
+      const failures = s.failures + 1
+      next = { failures, pending, lockedUntil: failures >= policy.failedAttempts ? now + policy.lockoutMs : s.lockedUntil }
+    }
+    if (next.failures === 0 && next.pending === 0 && next.lockedUntil === 0) delete this.#d.lockout[name]
+    else this.#d.lockout[name] = next
+    // Persist failures so a restart does not unlock an account (pending is not persisted state).
+    if (!success || s.failures > 0) this.#save('lockout')
+    return next
+  }
+
+  async lockState(name: string, now: number): Promise<LockState> {
+    return this.#lock(name, now)
+  }
+
+  async clearLocks(): Promise<void> {
+    for (const [k, v] of Object.entries(this.#d.lockout)) {
+      if (v.pending > 0) this.#d.lockout[k] = { failures: 0, pending: v.pending, lockedUntil: 0 }
+      else delete this.#d.lockout[k]
+    }
+    this.#save('lockout')
+  }
+
+  #prune(now: number): void {
+    const keys = Object.keys(this.#d.lockout)
+    if (keys.length <= MAX_LOCK_ENTRIES) return
+    for (const k of keys) {
+      const v = this.#d.lockout[k] as LockState
+      if (v.pending === 0 && v.lockedUntil <= now) delete this.#d.lockout[k]
+      if (Object.keys(this.#d.lockout).length <= MAX_LOCK_ENTRIES / 2) break
+    }
+  }
+
+  async getSetting<T>(key: string): Promise<T | undefined> {
+    return Object.hasOwn(this.#d.settings, key) ? (this.#d.settings[key] as T) : undefined
+  }
+
+  async putSetting(key: string, value: unknown): Promise<void> {
+    this.#d.settings[key] = value
+    this.#save('settings')
+  }
+
+  async deleteSetting(key: string): Promise<void> {
+    if (!Object.hasOwn(this.#d.settings, key)) return
+    delete this.#d.settings[key]
+    this.#save('settings')
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The state store: everything gatehouse changes at runtime (local users, token generations,
+ * refresh tokens, lockout counters, settings). The interface is asynchronous and every mutation
+ * is one store operation — no read-modify-write in callers — so that a shared implementation
+ * (Redis, for several replicas) can make each one atomic. `FileStore` is the embedded one.
+ */
+
+/** A local user. */
+export interface UserRecord {
+  readonly username: string
+  readonly uid: string
+  readonly role: 'admin' | 'readonly' | 'regular'
+  /** `scrypt$N$r$p$salt$hash` (base64url parts). */
+  readonly passwordHash: string
+  readonly mustChangePassword: boolean
+  /**
+   * Token generation: tokens carry the generation they were issued in; revocation and password
+   * changes increment it, so every earlier token fails at once and later ones (even in the same
+   * second) work.
+   */
+  readonly generation: number
+  readonly createdAt: number
+}
+
+/** A refresh token, stored by the SHA-256 of its value. */
+export interface RefreshRecord {
+  readonly username: string
+  /** Every refresh token descending from one login shares a family. */
+  readonly family: string
+  readonly generation: number
+  readonly expiresAt: number
+  readonly used: boolean
+}
+
+/** Failure counter of one login name (known or not). */
+export interface LockState {
+  readonly failures: number
+  /** Attempts being checked right now (reserved slots). */
+  readonly pending: number
+  readonly lockedUntil: number
+}
+
+export interface LockPolicy {
+  readonly failedAttempts: number
+  readonly lockoutMs: number
+}
+
+/** Result of reserving a login attempt. */
+export type AttemptSlot = { readonly ok: true } | { readonly ok: false; readonly retryAfterMs: number }
+
+export interface StateStore {
+  getUser(username: string): Promise<UserRecord | undefined>
+  listUsers(): Promise<UserRecord[]>
+  /** Create; false when the name exists. */
+  createUser(u: UserRecord): Promise<boolean>
+  /** Replace the password (and the must-change flag) and bump the generation; the new generation, or undefined when no such user. */
+  setPassword(username: string, passwordHash: string, mustChangePassword: boolean): Promise<number | undefined>
+  /** Bump the generation (revoke every earlier token); the new generation, or undefined. */
+  bumpGeneration(username: string): Promise<number | undefined>
+  deleteUser(username: string): Promise<boolean>
+
+  putRefresh(hash: string, r: RefreshRecord): Promise<void>
+  /** Atomically mark a refresh token used; returns its state before (undefined: unknown). */
+  useRefresh(hash: string): Promise<RefreshRecord | undefined>
+  /** Revoke every refresh token of a family, and remember the family as revoked (for its access tokens). */
+  revokeFamily(family: string): Promise<void>
+  isFamilyRevoked(family: string): Promise<boolean>
+
+  /** Reserve a login attempt for `name` under `policy` (never more than `failedAttempts` in flight or failed). */
+  reserveAttempt(name: string, policy: LockPolicy, now: number): Promise<AttemptSlot>
+  /** Finish a reserved attempt: success clears the counter; failure counts and may lock. */
+  finishAttempt(name: string, success: boolean, policy: LockPolicy, now: number): Promise<LockState>
+  lockState(name: string, now: number): Promise<LockState>
+  clearLocks(): Promise<void>
+
+  getSetting<T>(key: string): Promise<T | undefined>
+  putSetting(key: string, value: unknown): Promise<void>
+  deleteSetting(key: string): Promise<void>
+}
