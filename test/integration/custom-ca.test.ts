@@ -95,6 +95,28 @@ describe('custom CA for outbound TLS', () => {
     }
   })
 
+  it('a CA set at runtime (security ca-cert set) reaches the issuer’s key fetches without a restart', async () => {
+    const gh = await startProxy({
+      env: { ...oidcEnv(), GATEHOUSE_LOCAL_ENABLED: 'true', GATEHOUSE_ADMIN_PASSWORD: 'Ca-runtime-pw1' },
+      yaml: `${ca.replace('CAFILE', caFile)}authentication:\n  oidc:\n    jwks:\n      cooldown: 200ms\n`,
+    })
+    try {
+      const token = await keys.sign({ iss: httpsIssuer, sub: 'later' })
+      assert.equal((await gh.request('/x', { token })).status, 503)
+      const login = await gh.admin('/api/v2/login', { method: 'POST', body: JSON.stringify({ username: 'admin', password: 'Ca-runtime-pw1' }) })
+      const admin = login.json().data.access_token as string
+      assert.equal((await gh.admin('/api/v2/security/caCert', { method: 'PUT', token: admin, body: JSON.stringify({ certificate: pair.certPem }) })).status, 200)
+      let status = 0
+      for (let i = 0; i < 40 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 250))
+        status = (await gh.request('/x', { token })).status
+      }
+      assert.equal(status, 200)
+    } finally {
+      await gh.stop()
+    }
+  })
+
   for (const [form, value] of [
     ['inline PEM', () => pair.certPem],
     ['a file path', () => caFile],
