@@ -10,7 +10,7 @@ import type { Principal } from '../auth/principal.ts'
 import { parseDuration } from '../config/units.ts'
 import { errorBody, GatehouseError } from '../errors.ts'
 import type { LocalIssuer } from '../issuer/localIssuer.ts'
-import type { Logger } from '../log.ts'
+import { writeAccess, type Logger } from '../log.ts'
 import type { ServeState } from '../pipeline/handler.ts'
 import { asGatehouseError } from '../pipeline/respond.ts'
 import type { CertManager } from '../server/certs.ts'
@@ -180,7 +180,7 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
     let reason: string | undefined
     if (d.accessLog) {
       res.once('close', () => {
-        d.logger.info({ requestId, listener: 'admin', method: req.method, path, status: res.statusCode, durationMs: Number(process.hrtime.bigint() - start) / 1e6, authMethod: principal?.method, user: principal?.user, reason }, 'request')
+        writeAccess(d.logger, { requestId, listener: 'admin', method: req.method, path, status: res.statusCode, durationMs: Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3, authMethod: principal?.method, user: principal?.user, reason, detail: undefined, upstreamStatus: undefined, aborted: undefined })
       })
     }
     const fail = (e: unknown): void => {

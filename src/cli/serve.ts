@@ -1,7 +1,7 @@
 /** `gatehouse serve`: load, validate (exit 2 on problems), start, and drain on SIGTERM/SIGINT. */
 import path from 'node:path'
 import { anonymousEnabled } from '../config/compile.ts'
-import { createLogger } from '../log.ts'
+import { createLogger, flushLogs } from '../log.ts'
 import { startServer } from '../server/serve.ts'
 import { loadOrReport } from './io.ts'
 
@@ -59,6 +59,6 @@ export async function serve(configPath: string | undefined): Promise<number> {
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
   })
-  logger.flush()
+  flushLogs(logger)
   return 0
 }

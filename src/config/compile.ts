@@ -62,6 +62,7 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
     names: { user: ih.user, groups: ih.groups, email: ih.email, authMethod: ih.authMethod, requestId: ih.requestId },
     managed: new Set([ih.user, ih.groups, ih.email, ih.authMethod, ih.requestId, 'X-Forwarded-User', 'X-Forwarded-Groups', 'X-Forwarded-Email', 'X-Forwarded-Auth-Method', 'X-Forwarded-Preferred-Username', 'X-Forwarded-Access-Token'].map(canonical)),
     trusted: trustedProxyList(c.trustedProxies),
+    hasTrusted: c.trustedProxies.length > 0,
     passAuthorization: ih.passAuthorization,
     stripApiKeyHeader: c.upstream.profile === 'qdrant' && !ih.passAuthorization,
     fixed,

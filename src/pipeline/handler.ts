@@ -12,7 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
 import type { Runtime } from '../config/compile.ts'
 import { GatehouseError } from '../errors.ts'
-import type { Logger } from '../log.ts'
+import { writeAccess, type Logger } from '../log.ts'
 import type { Forwarder } from '../upstream/forward.ts'
 import type { RequestContext } from './context.ts'
 import { upstreamHeaders } from './headers.ts'
@@ -109,20 +109,17 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
 
 function logAccess(logger: Logger, ctx: RequestContext): void {
   // Allow-listed fields only: never the query, headers, or the credential.
-  logger.info(
-    {
-      requestId: ctx.requestId,
-      method: ctx.req.method,
-      path: ctx.path ?? '(invalid)',
-      status: ctx.res.headersSent ? ctx.res.statusCode : 0,
-      durationMs: Number(process.hrtime.bigint() - ctx.start) / 1e6,
-      authMethod: ctx.principal?.method,
-      user: ctx.principal?.user,
-      reason: ctx.reason,
-      detail: ctx.detail,
-      upstreamStatus: ctx.upstreamStatus,
-      aborted: ctx.res.writableFinished ? undefined : true,
-    },
-    'request',
-  )
+  writeAccess(logger, {
+    requestId: ctx.requestId,
+    method: ctx.req.method,
+    path: ctx.path ?? '(invalid)',
+    status: ctx.res.headersSent ? ctx.res.statusCode : 0,
+    durationMs: Math.round(Number(process.hrtime.bigint() - ctx.start) / 1e3) / 1e3,
+    authMethod: ctx.principal?.method,
+    user: ctx.principal?.user,
+    reason: ctx.reason,
+    detail: ctx.detail,
+    upstreamStatus: ctx.upstreamStatus,
+    aborted: ctx.res.writableFinished ? undefined : true,
+  })
 }

@@ -19,6 +19,8 @@ export interface HeaderPolicy {
   /** Managed names in canonical form (see `canonical`). */
   readonly managed: ReadonlySet<string>
   readonly trusted: BlockList
+  /** False when trustedProxies is empty (no per-request address check at all). */
+  readonly hasTrusted: boolean
   readonly passAuthorization: boolean
   /** Strip the qdrant `api-key` header (when it is a credential and not passed on). */
   readonly stripApiKeyHeader: boolean
@@ -43,6 +45,55 @@ export interface InjectFacts {
   readonly proto: 'http' | 'https'
 }
 
+/** What to do with a client header, decided by its name alone (cached per distinct name). */
+const KIND = {
+  DROP: 0,
+  KEEP: 1,
+  AUTHORIZATION: 2,
+  FORWARDED: 3, // X-Forwarded-*, Forwarded, X-Real-IP: kept only from trusted proxies
+} as const
+type Kind = (typeof KIND)[keyof typeof KIND]
+
+const MAX_CACHED_NAMES = 2048
+const kindCache = new WeakMap<HeaderPolicy, Map<string, Kind>>()
+
+function classify(policy: HeaderPolicy, name: string): Kind {
+  let cache = kindCache.get(policy)
+  if (cache === undefined) {
+    cache = new Map()
+    kindCache.set(policy, cache)
+  }
+  const hit = cache.get(name)
+  if (hit !== undefined) return hit
+  const lower = name.toLowerCase()
+  const canon = canonical(name)
+  let kind: Kind
+  if (HOP_BY_HOP.has(lower) || lower === 'host') kind = KIND.DROP
+  else if (lower === 'authorization') kind = policy.passAuthorization ? KIND.KEEP : KIND.DROP
+  else if (lower === 'api-key' && policy.stripApiKeyHeader) kind = KIND.DROP
+  else if (policy.fixedLower.has(lower)) kind = KIND.DROP
+  else if (policy.managed.has(canon) || ALWAYS_STRIPPED.has(canon)) kind = KIND.DROP
+  else if (canon.startsWith('xforwarded') || lower === 'forwarded' || canon === 'xrealip') kind = KIND.FORWARDED
+  else kind = KIND.KEEP
+  // Bounded: a client inventing header names cannot grow it without limit.
+  if (cache.size < MAX_CACHED_NAMES) cache.set(name, kind)
+  return kind
+}
+
+const trustedSockets = new WeakMap<object, boolean>()
+
+function peerIsTrusted(req: IncomingMessage, policy: HeaderPolicy): boolean {
+  if (!policy.hasTrusted) return false
+  const socket = req.socket
+  let t = trustedSockets.get(socket)
+  if (t === undefined) {
+    const peer = socket.remoteAddress ?? ''
+    t = peer !== '' && policy.trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')
+    trustedSockets.set(socket, t)
+  }
+  return t
+}
+
 /**
  * Build the header list sent upstream: the client's headers after stripping, then the identity
  * headers. Returns a flat `[name, value, name, value, …]` array (keeps duplicates and case).
@@ -50,32 +101,29 @@ export interface InjectFacts {
 export function upstreamHeaders(req: IncomingMessage, policy: HeaderPolicy, facts: InjectFacts): string[] {
   const raw = req.rawHeaders
   const peer = req.socket.remoteAddress ?? ''
-  const peerTrusted = peer !== '' && policy.trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')
+  const peerTrusted = peerIsTrusted(req, policy)
   const connection = req.headers.connection
+  // Connection may name ordinary headers, but never the body framing.
   const named = connection === undefined ? undefined : new Set(connection.toLowerCase().split(',').map((s) => s.trim()))
+  named?.delete('content-length')
   const out: string[] = []
   let xff: string | undefined
   let xfp: string | undefined
   let xfh: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
+    const kind = classify(policy, name)
+    if (kind === KIND.DROP) continue
+    if (named !== undefined && named.has(name.toLowerCase())) continue
     const value = raw[i + 1] as string
-    const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || lower === 'host') continue
-    // Connection may name ordinary headers, but never the body framing.
-    if (named !== undefined && named.has(lower) && lower !== 'content-length') continue
-    if (lower === 'authorization' && !policy.passAuthorization) continue
-    if (lower === 'api-key' && policy.stripApiKeyHeader) continue
-    if (policy.fixedLower.has(lower)) continue
-    const canon = canonical(name)
-    if (policy.managed.has(canon) || ALWAYS_STRIPPED.has(canon)) continue
-    if (canon.startsWith('xforwarded') || lower === 'forwarded' || canon === 'xrealip') {
+    if (kind === KIND.FORWARDED) {
       if (!peerTrusted) continue
       // From a trusted proxy: keep the chain (exact spelling only), appended to below.
+      const lower = name.toLowerCase()
       if (lower === 'x-forwarded-for') xff = xff === undefined ? value : `${xff}, ${value}`
       else if (lower === 'x-forwarded-proto') xfp ??= value
       else if (lower === 'x-forwarded-host') xfh ??= value
-      else if (lower === 'forwarded' || canon === 'xrealip') out.push(name, value)
+      else if (lower === 'forwarded' || canonical(name) === 'xrealip') out.push(name, value)
       continue
     }
     out.push(name, value)

@@ -8,7 +8,6 @@
  */
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { pipeline } from 'node:stream/promises'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { rootCertificates } from 'node:tls'
 import { Pool, type Dispatcher } from 'undici'
@@ -61,51 +60,78 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
   })
 
   return {
-    async forward(req, res, path, query, headers) {
-      const ac = new AbortController()
-      const onClose = (): void => {
-        if (!res.writableFinished) ac.abort()
-      }
-      res.once('close', onClose)
+    forward(req, res, path, query, headers) {
       const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
       let body: Readable | null = null
       if (hasBody) {
         const declared = Number(req.headers['content-length'] ?? NaN)
-        if (o.maxRequestBody > 0 && declared > o.maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` })
+        if (o.maxRequestBody > 0 && declared > o.maxRequestBody) return Promise.reject(new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` }))
         body = o.maxRequestBody > 0 ? req.pipe(limiter(o.maxRequestBody, 'ERR_REQUEST_TOO_LARGE')) : req
       }
-      let r: Dispatcher.ResponseData
-      try {
-        r = await pool.request({
-          method: req.method as string,
-          path: `${basePath}${path}${query === '' ? '' : `?${query}`}`,
-          headers,
-          body,
-          signal: ac.signal,
-        })
-      } catch (e) {
-        res.off('close', onClose)
-        throw translate(e)
-      }
-      const declaredLen = Number(r.headers['content-length'] ?? NaN)
-      if (o.maxResponseBody > 0 && declaredLen > o.maxResponseBody) {
-        // Without a listener, undici's abort error on destroy() would be unhandled and end the process.
-        r.body.on('error', () => {})
-        r.body.destroy()
-        res.off('close', onClose)
-        throw new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${declaredLen}` })
-      }
-      res.writeHead(r.statusCode, responseHeaders(r.headers))
-      try {
-        if (o.maxResponseBody > 0) await pipeline(r.body, limiter(o.maxResponseBody, 'ERR_UPSTREAM_RESPONSE_TOO_LARGE'), res)
-        else await pipeline(r.body, res)
-      } catch {
-        // The response has started: cut the connection so the client sees a truncated body.
-        res.destroy()
-      } finally {
-        res.off('close', onClose)
-      }
-      return r.statusCode
+      // undici's dispatch API: the upstream body is written straight into the client response
+      // with backpressure (pause/resume), without a stream pipeline or an AbortSignal per request.
+      return new Promise<number>((resolve, reject) => {
+        let controller: Dispatcher.DispatchController | undefined
+        let status = 0
+        let started = false
+        let received = 0
+        let settled = false
+        const finish = (err?: GatehouseError): void => {
+          if (settled) return
+          settled = true
+          res.off('close', onClientClose)
+          if (err === undefined) resolve(status)
+          else reject(err)
+        }
+        const onClientClose = (): void => {
+          if (!res.writableFinished && controller !== undefined && !controller.aborted) controller.abort(new Error('client closed the connection'))
+        }
+        res.once('close', onClientClose)
+        const handler: Dispatcher.DispatchHandler = {
+          onRequestStart(c) {
+            controller = c
+            if (res.destroyed) c.abort(new Error('client closed the connection'))
+          },
+          onResponseStart(c, statusCode, h) {
+            if (statusCode < 200) return // 1xx informational answers are not relayed
+            const declaredLen = Number(h['content-length'] ?? NaN)
+            if (o.maxResponseBody > 0 && declaredLen > o.maxResponseBody) {
+              const err = new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${declaredLen}` })
+              finish(err)
+              c.abort(err)
+              return
+            }
+            status = statusCode
+            started = true
+            res.writeHead(statusCode, responseHeaders(h))
+          },
+          onResponseData(c, chunk) {
+            received += chunk.length
+            if (o.maxResponseBody > 0 && received > o.maxResponseBody) {
+              c.abort(new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `more than ${o.maxResponseBody} bytes` }))
+              return
+            }
+            if (!res.write(chunk)) {
+              c.pause()
+              res.once('drain', () => c.resume())
+            }
+          },
+          onResponseEnd() {
+            res.end()
+            finish()
+          },
+          onResponseError(_c, err) {
+            if (!started) {
+              finish(translate(err))
+              return
+            }
+            // The response has started: cut the connection so the client sees a truncated body.
+            res.destroy()
+            finish()
+          },
+        }
+        pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: `${basePath}${path}${query === '' ? '' : `?${query}`}`, headers, body }, handler)
+      })
     },
     async close() {
       unsubscribe?.()
