@@ -60,7 +60,7 @@ export interface AccessFields {
 }
 
 /** Create the process logger. `destination` is for tests (captures every line). */
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+export function createLogger(level: LogLevel, destination?: DestinationStream, opts: { sync?: boolean } = {}): Logger {
   const base = {
     level,
     base: { service: 'gatehouse' },
@@ -70,6 +70,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   let dest: DestinationStream
   let flush: () => void = () => {}
   if (destination !== undefined) dest = destination
+  else if (opts.sync === true) dest = pino.destination({ dest: 1, sync: true })
   else {
     const boom = pino.destination({ dest: 1, sync: false, minLength: 4096 })
     dest = boom

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster'
 import { main } from '../cli/main.ts'
 
 // `gatehouse config print | head`: a closed pipe ends the output quietly.
@@ -7,4 +8,8 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e
 })
 
-process.exitCode = await main(process.argv.slice(2))
+const code = await main(process.argv.slice(2))
+// `serve` has drained and flushed its logs when main returns; a cluster worker's IPC channel
+// (and the primary's cluster handles) would otherwise keep the process alive.
+if (cluster.isWorker || process.argv[2] === 'serve') process.exit(code)
+process.exitCode = code

@@ -1,13 +1,13 @@
 /**
  * The `gatehouse` command line. Each command parses its own flags with node:util parseArgs;
- * errors print one clear line on stderr with a non-zero exit code.
+ * errors print one clear line on stderr with a non-zero exit code. The modules of serve,
+ * config, apikey and explain are loaded when their command runs, so the admin commands (often
+ * run in scripts) do not pay for the server and configuration code.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { apikeyGenerate } from './apikey.ts'
-import { configCheck, configPrint } from './config.ts'
-import { explain } from './explain.ts'
-import { UsageError } from './io.ts'
-import { serve } from './serve.ts'
+import { redactSecrets } from './adminClient.ts'
+import { SECURITY_COMMANDS } from './security.ts'
+import { USER_COMMANDS } from './user.ts'
 
 const USAGE = `gatehouse — an OIDC-aware reverse proxy
 
@@ -18,6 +18,24 @@ Usage:
   gatehouse apikey generate [--user NAME]      print a new random key and its sha256 form
   gatehouse explain --method M --path P [--token T | --token-file F | --anonymous]
                                                show authenticator, principal, rule and decision
+
+Weka-style administration (talks to the admin API; see docs/api.md):
+  gatehouse user login [USERNAME] [PASSWORD] [--org ORG] [--path FILE]
+                                               log in; writes ~/.gatehouse/auth-token.json (0600)
+  gatehouse user whoami
+  gatehouse user add USERNAME --role admin|readonly|regular [--password P]
+  gatehouse user list | delete USERNAME
+  gatehouse user passwd [NEW_PASSWORD] [--username U] [--current-password P]
+  gatehouse user generate-token [--access-token-timeout 30d] [--json]
+  gatehouse user revoke-tokens USERNAME
+  gatehouse security lockout-config show | set [--failed-attempts N] [--lockout-duration D] | reset
+  gatehouse security login-banner show | set TEXT | reset | enable | disable
+  gatehouse security tls status | set --certificate FILE --private-key FILE | unset
+  gatehouse security ca-cert status | set --cert-file FILE | unset
+These take --host URL (or $GATEHOUSE_HOST; default https://localhost:14000), --ca FILE (or
+$GATEHOUSE_CA_FILE; else $GATEHOUSE_STATE_DIR/tls/self-signed.crt when readable; else the system
+CAs) and --path FILE (the token file; or $GATEHOUSE_TOKEN_FILE). The access token is refreshed
+transparently when it expires.
 
 Every command takes --help. The configuration file defaults to $GATEHOUSE_CONFIG, else ./proxy.yaml.
 `
@@ -35,22 +53,22 @@ const COMMANDS: Record<string, Command> = {
   serve: {
     usage: 'gatehouse serve [--config FILE]\n\nRun the proxy: the data listener (default 8443) and the admin listener (default 14000).',
     options: configOpt,
-    run: (v) => serve(v.config as string | undefined),
+    run: async (v) => (await import('./serve.ts')).serve(v.config as string | undefined),
   },
   'config check': {
     usage: 'gatehouse config check [--config FILE]\n\nValidate the configuration (file + environment). Exit 0 when valid, 2 listing every problem.',
     options: configOpt,
-    run: (v) => configCheck(v.config as string | undefined),
+    run: async (v) => (await import('./config.ts')).configCheck(v.config as string | undefined),
   },
   'config print': {
     usage: 'gatehouse config print [--config FILE] [--json]\n\nPrint the effective configuration with the source of every value; secrets are redacted.',
     options: { ...configOpt, json: { type: 'boolean' } },
-    run: (v) => configPrint(v.config as string | undefined, v.json === true),
+    run: async (v) => (await import('./config.ts')).configPrint(v.config as string | undefined, v.json === true),
   },
   'apikey generate': {
     usage: 'gatehouse apikey generate [--user NAME] [--json]\n\nPrint a new random API key and its sha256: form (store the sha256 form in the config).',
     options: { user: { type: 'string', short: 'u' }, json: { type: 'boolean' } },
-    run: (v) => apikeyGenerate(v.user as string | undefined, v.json === true),
+    run: async (v) => (await import('./apikey.ts')).apikeyGenerate(v.user as string | undefined, v.json === true),
   },
   explain: {
     usage:
@@ -67,8 +85,10 @@ const COMMANDS: Record<string, Command> = {
       header: { type: 'string', short: 'H', multiple: true },
       json: { type: 'boolean' },
     },
-    run: (v) => explain(v),
+    run: async (v) => (await import('./explain.ts')).explain(v),
   },
+  ...USER_COMMANDS,
+  ...SECURITY_COMMANDS,
 }
 
 /** Run the CLI; returns the exit code. */
@@ -81,12 +101,23 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${await version()}\n`)
     return 0
   }
-  const two = `${argv[0]} ${argv[1] ?? ''}`
-  const name = COMMANDS[two] !== undefined ? two : argv[0] as string
+  // Commands are one to three words ('serve', 'user login', 'security tls set'): longest match wins.
+  const name = [3, 2, 1].map((n) => argv.slice(0, n).join(' ')).find((k) => COMMANDS[k] !== undefined) ?? (argv[0] as string)
   const cmd = COMMANDS[name]
   if (cmd === undefined) {
-    const group = Object.keys(COMMANDS).filter((k) => k.startsWith(`${argv[0]} `))
-    process.stderr.write(group.length > 0 ? `gatehouse: '${two.trim()}' is not a command; try: ${group.map((g) => `gatehouse ${g}`).join(', ')}\n` : `gatehouse: unknown command '${argv[0]}'; run gatehouse --help\n`)
+    // A group ('user', 'security tls'): list its commands (exit 0 for --help, else 2).
+    const prefix = [2, 1].map((n) => argv.slice(0, n).filter((a) => !a.startsWith('-')).join(' ')).find((p) => p !== '' && Object.keys(COMMANDS).some((k) => k.startsWith(`${p} `)))
+    if (prefix === undefined) {
+      process.stderr.write(`gatehouse: unknown command '${argv[0]}'; run gatehouse --help\n`)
+      return 2
+    }
+    const group = Object.keys(COMMANDS).filter((k) => k.startsWith(`${prefix} `))
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(`Commands of gatehouse ${prefix} (each takes --help):\n${group.map((g) => `  ${COMMANDS[g]?.usage.split('\n')[0] ?? `gatehouse ${g}`}\n`).join('')}`)
+      return 0
+    }
+    const typed = argv.slice(0, prefix.split(' ').length + 1).join(' ')
+    process.stderr.write(`gatehouse: '${typed}' is not a command; try: ${group.map((g) => `gatehouse ${g}`).join(', ')}\n`)
     return 2
   }
   const rest = argv.slice(name.split(' ').length)
@@ -98,8 +129,10 @@ export async function main(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({ args: rest, options: cmd.options, allowPositionals: cmd.positionals === true, strict: true })
     return await cmd.run(values as Record<string, string | boolean | string[] | undefined>, positionals)
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e)
-    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+    // Tokens and passwords the admin commands handled never reach the terminal.
+    const msg = redactSecrets(e instanceof Error ? e.message : String(e))
+    // io.ts's UsageError and adminClient.ts's both carry the name 'UsageError'.
+    if ((e instanceof Error && e.name === 'UsageError') || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       process.stderr.write(`gatehouse ${name}: ${msg}; see gatehouse ${name} --help\n`)
       return 2
     }

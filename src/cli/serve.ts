@@ -1,8 +1,22 @@
-/** `gatehouse serve`: load, validate (exit 2 on problems), start, and drain on SIGTERM/SIGINT. */
+/**
+ * `gatehouse serve`: load, validate (exit 2 on problems), start, and drain on SIGTERM/SIGINT.
+ * With `workers: N` (N > 1) this process becomes the primary: it prepares the shared files
+ * (state store, self-signed certificate, local issuer key), owns the state store, and forks N
+ * workers that share the listeners (node:cluster) and reach the store over IPC.
+ */
+import cluster, { type Worker } from 'node:cluster'
+import { existsSync, mkdirSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { anonymousEnabled } from '../config/compile.ts'
-import { createLogger, flushLogs } from '../log.ts'
+import { writeNewKeysFile } from '../config/keys.ts'
+import type { Config } from '../config/types.ts'
+import { LocalIssuer } from '../issuer/localIssuer.ts'
+import { createLogger, flushLogs, type Logger } from '../log.ts'
 import { startServer } from '../server/serve.ts'
+import { ensureSelfSignedCertificate } from '../server/selfsigned.ts'
+import { FileStore } from '../store/fileStore.ts'
+import { IpcStore, serveStore } from '../store/ipcStore.ts'
 import { loadOrReport } from './io.ts'
 
 /** Run until a signal; returns the exit code. */
@@ -10,12 +24,19 @@ export async function serve(configPath: string | undefined): Promise<number> {
   const r = loadOrReport(configPath)
   if (!r.ok || r.config === undefined) return 2
   const c = r.config
-  const logger = createLogger(c.log.level)
-  for (const w of r.warnings) logger.warn(w)
-  if (c.configFile === undefined) logger.info('no configuration file given (use --config proxy.yaml or GATEHOUSE_CONFIG); running on defaults and environment variables')
+  const workers = c.workers === 0 ? os.availableParallelism() : c.workers
+  // A worker writes each line with its own write(2), so lines of different workers never interleave.
+  const logger = createLogger(c.log.level, undefined, { sync: cluster.isWorker })
+  if (cluster.isPrimary) {
+    for (const w of r.warnings) logger.warn(w)
+    if (c.configFile === undefined) logger.info('no configuration file given (use --config proxy.yaml or GATEHOUSE_CONFIG); running on defaults and environment variables')
+  }
+  if (workers > 1 && cluster.isPrimary) return runPrimary(c, workers, logger)
+
+  const store = cluster.isWorker ? await IpcStore.connect() : undefined
   let server
   try {
-    server = await startServer(c, logger)
+    server = await startServer(c, logger, { store })
   } catch (e) {
     const err = e as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
@@ -31,34 +52,74 @@ export async function serve(configPath: string | undefined): Promise<number> {
       admin: server.adminUrl,
       upstream: c.upstream.url,
       profile: c.upstream.profile,
-      methods: [a.apikey.enabled && 'apikey', a.oidc.enabled && 'oidc'].filter(Boolean),
+      methods: [a.apikey.enabled && 'apikey', a.oidc.enabled && 'oidc', a.local.enabled && 'local'].filter(Boolean),
       anonymous: anonymousEnabled(c),
       adminlist: c.authorization.adminlist.enabled,
       config: c.configFile,
+      ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}),
     },
     'gatehouse is ready',
   )
-  if (server.cert?.selfSigned === true) {
+  if (server.cert?.selfSigned === true && !cluster.isWorker) {
     const cert = path.relative(process.cwd(), server.cert.certFile) || server.cert.certFile
     const keys = a.apikey.allowedKeysFile === undefined ? undefined : path.relative(process.cwd(), a.apikey.allowedKeysFile)
-    logger.info(
-      { try: `curl --cacert ${cert} ${server.dataUrl}/${keys === undefined ? '' : ` -H "Authorization: Bearer $(tail -n1 ${keys})"`}` },
-      'try it',
-    )
+    logger.info({ try: `curl --cacert ${cert} ${server.dataUrl}/${keys === undefined ? '' : ` -H "Authorization: Bearer $(tail -n1 ${keys})"`}` }, 'try it')
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals): void => {
+  await untilSignal(logger, cluster.isWorker)
+  await server.stop().catch((e: unknown) => logger.error({ error: String(e) }, 'error while stopping'))
+  flushLogs(logger)
+  return 0
+}
+
+/** Resolve on the first SIGTERM/SIGINT (later ones are ignored: the drain is already running). */
+function untilSignal(logger: Logger, worker: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = false
+    const onSignal = (sig: NodeJS.Signals | 'disconnect'): void => {
+      if (seen) return
+      seen = true
       logger.info({ signal: sig }, 'shutting down')
-      process.off('SIGTERM', onSignal)
-      process.off('SIGINT', onSignal)
-      server.stop().then(resolve, (e: unknown) => {
-        logger.error({ error: String(e) }, 'error while stopping')
-        resolve()
-      })
+      resolve()
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
+    // A worker whose primary is gone stops too.
+    if (worker) process.on('disconnect', () => onSignal('disconnect'))
   })
+}
+
+async function runPrimary(c: Config, n: number, logger: Logger): Promise<number> {
+  // Shared files are prepared once, before any worker could race to create them.
+  mkdirSync(c.stateDir, { recursive: true, mode: 0o700 })
+  const k = c.authentication.apikey
+  if (k.enabled && k.allowedKeysFile !== undefined && k.generateIfMissing && !existsSync(k.allowedKeysFile)) {
+    writeNewKeysFile(k.allowedKeysFile)
+    logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
+  }
+  if (c.tls.enabled && c.tls.certFile === undefined) ensureSelfSignedCertificate(c.stateDir)
+  const store = new FileStore(c.stateDir)
+  if (c.authentication.local.enabled) await LocalIssuer.open(c, store, logger)
+  const all = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+  const attach = serveStore(store, all)
+  let stopping = false
+  const fork = (): void => attach(cluster.fork())
+  cluster.on('exit', (w, code, signal) => {
+    if (stopping) return
+    logger.warn({ worker: w.id, code, signal }, 'a worker exited; starting another')
+    fork()
+  })
+  for (let i = 0; i < n; i++) fork()
+  logger.info({ workers: n }, 'gatehouse primary started its workers')
+  await untilSignal(logger, false)
+  stopping = true
+  const exits = all().map((w) => new Promise<void>((r) => (w.isDead() ? r() : w.once('exit', () => r()))))
+  for (const w of all()) w.process.kill('SIGTERM')
+  const hard = setTimeout(() => {
+    for (const w of all()) w.process.kill('SIGKILL')
+  }, c.shutdown.gracePeriod + 5000)
+  await Promise.all(exits)
+  clearTimeout(hard)
+  logger.info('stopped')
   flushLogs(logger)
   return 0
 }

@@ -96,6 +96,11 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_ADMIN_ADDRESS')] }),
     port: leaf('int', 14000, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_ADMIN_PORT')] }),
   }),
+  workers: leaf('int', 1, 'Worker processes sharing the listeners (node:cluster); 0 = one per CPU. State (users, lockout, revocation) is shared through the primary.', {
+    min: 0,
+    max: 64,
+    env: [gh('GATEHOUSE_WORKERS')],
+  }),
   stateDir: leaf('string', '.gatehouse', 'Directory for generated certificates and runtime state.', {
     isPath: true,
     env: [gh('GATEHOUSE_STATE_DIR')],

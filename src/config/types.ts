@@ -23,6 +23,7 @@ export interface Config {
     /** Poll interval for certificate file changes, in ms; 0 turns watching off. */
     readonly watchInterval: number
   }
+  readonly workers: number
   readonly stateDir: string
   readonly log: { readonly level: LogLevel; readonly access: boolean }
   /** Peers whose X-Forwarded-* headers are kept (IPs or CIDRs). */

@@ -23,8 +23,7 @@ import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { writeFileAtomic } from '../store/atomic.ts'
-import type { FileStore } from '../store/fileStore.ts'
-import type { LockPolicy, UserRecord } from '../store/store.ts'
+import type { IssuerStore, LockPolicy, UserRecord } from '../store/store.ts'
 import { assertPasswordPolicy, hashPassword, verifyPassword } from './passwords.ts'
 
 export type Role = UserRecord['role']
@@ -64,13 +63,13 @@ export class LocalIssuer implements JwtVerifier {
   readonly #privateKey: Awaited<ReturnType<typeof importJWK>>
   readonly #publicKey: Awaited<ReturnType<typeof importJWK>>
   readonly #publicJwk: JWK
-  readonly #store: FileStore
+  readonly #store: IssuerStore
   readonly #c: Config['authentication']['local']
   readonly #logger: Logger
   readonly #now: () => number
   readonly #dummyHash: string
 
-  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: FileStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string) {
+  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string) {
     this.iss = k.iss
     this.#kid = k.kid
     this.#privateKey = keys.priv
@@ -84,7 +83,7 @@ export class LocalIssuer implements JwtVerifier {
   }
 
   /** Load or create the signing key, and create the first admin on first start. */
-  static async open(c: Config, store: FileStore, logger: Logger, opts: LocalIssuerOptions = {}): Promise<LocalIssuer> {
+  static async open(c: Config, store: IssuerStore, logger: Logger, opts: LocalIssuerOptions = {}): Promise<LocalIssuer> {
     const file = path.join(c.stateDir, 'issuer', 'signing-key.json')
     let k: KeyFile
     try {

@@ -117,6 +117,24 @@ export class CertManager {
     return this.status()
   }
 
+  /** Re-read the stored certificate (another worker changed it) and apply it here. */
+  async reload(): Promise<void> {
+    const api = this.#store === undefined ? undefined : await this.#store.getSetting<ApiCert>('tls')
+    if (api !== undefined && checkCertificatePem(api.certificate, api.private_key) === undefined) {
+      if (this.#origin === 'api' && this.#certPem === api.certificate) return
+      const opts = { ...tlsOptions(this.#c, this.#files), cert: api.certificate, key: api.private_key }
+      for (const t of this.#targets) t.setSecureContext(opts)
+      this.#origin = 'api'
+      this.#certPem = api.certificate
+      return
+    }
+    if (this.#origin !== 'api') return
+    const opts = tlsOptions(this.#c, this.#files)
+    for (const t of this.#targets) t.setSecureContext(opts)
+    this.#origin = this.#files.selfSigned ? 'self-signed' : 'files'
+    this.#certPem = String(opts.cert)
+  }
+
   /** `DELETE /api/v2/tls`: back to the files or the self-signed certificate. */
   async unset(): Promise<Record<string, unknown>> {
     await this.#store?.deleteSetting('tls')

@@ -13,6 +13,7 @@ import type { JwtVerifier } from '../auth/authenticate.ts'
 import { createOidc } from '../auth/oidc/setup.ts'
 import { LocalIssuer } from '../issuer/localIssuer.ts'
 import { FileStore } from '../store/fileStore.ts'
+import type { IssuerStore } from '../store/store.ts'
 import { OutboundTrust } from '../upstream/trust.ts'
 import { CertManager } from './certs.ts'
 import { compile, createForwarder } from '../config/compile.ts'
@@ -38,15 +39,20 @@ export interface RunningServer {
 // slow, so only the header phase is bounded here (slow-client limits are hardened separately).
 const SERVER_OPTIONS = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 } as const
 
+export interface StartOptions {
+  /** The state store (a worker's IPC store); default: the embedded file store in stateDir. */
+  readonly store?: IssuerStore
+}
+
 /** Start both listeners with a validated config. */
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+export async function startServer(config: Config, logger: Logger, opts: StartOptions = {}): Promise<RunningServer> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 })
   const k = config.authentication.apikey
   if (k.enabled && k.allowedKeysFile !== undefined && k.generateIfMissing && !existsSync(k.allowedKeysFile)) {
     writeNewKeysFile(k.allowedKeysFile)
     logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
   }
-  const store = new FileStore(config.stateDir)
+  const store: IssuerStore = opts.store ?? new FileStore(config.stateDir)
   const trust = await OutboundTrust.open(store)
   const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger) : undefined
   const oidc = await createOidc(config, logger, { trust })
@@ -116,6 +122,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const dataUrl = url(data, config.listen.address)
   const adminUrl = admin === undefined ? undefined : url(admin, config.admin.address)
   certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server])])
+  // Another worker changed a runtime setting: apply it here too.
+  store.onSettingChange?.((key) => {
+    if (key === 'tls') void certs?.reload()
+    if (key === 'caCert') void trust.reload()
+  })
   const stopWatching = (): void => certs?.stop()
   readiness.listeners = true
   readiness.state = true

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { writeFileAtomic } from './atomic.ts'
-import type { AttemptSlot, LockPolicy, LockState, RefreshRecord, StateStore, UserRecord } from './store.ts'
+import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, UserRecord } from './store.ts'
 
 interface Files {
   users: Record<string, UserRecord>
@@ -23,7 +23,7 @@ interface Files {
 const MAX_LOCK_ENTRIES = 100_000
 const UNLOCKED: LockState = Object.freeze({ failures: 0, pending: 0, lockedUntil: 0 })
 
-export class FileStore implements StateStore {
+export class FileStore implements IssuerStore {
   readonly #dir: string
   readonly #d: Files
 
@@ -124,6 +124,13 @@ export class FileStore implements StateStore {
 
   async isFamilyRevoked(family: string): Promise<boolean> {
     return Object.hasOwn(this.#d.revokedFamilies, family)
+  }
+
+  /** Every user's generation and every revoked family (the workers' mirror starts from this). */
+  snapshot(): { generations: Record<string, number>; families: string[] } {
+    const generations: Record<string, number> = {}
+    for (const [k, v] of Object.entries(this.#d.users)) generations[k] = v.generation
+    return { generations, families: Object.keys(this.#d.revokedFamilies) }
   }
 
   /** Synchronous form of isFamilyRevoked, for the verified-token cache's revalidation. */

@@ -77,3 +77,19 @@ export interface StateStore {
   putSetting(key: string, value: unknown): Promise<void>
   deleteSetting(key: string): Promise<void>
 }
+
+/**
+ * What the verified-token cache needs synchronously on every hit: a user's current token
+ * generation and whether a token family was revoked. The embedded store reads its memory; a
+ * worker process reads a mirror that the primary updates (and waits for) on every change.
+ */
+export interface SyncView {
+  generationSync(username: string): number | undefined
+  familyRevokedSync(family: string): boolean
+}
+
+/** A store whose settings changes can be observed (workers learn of TLS/CA changes this way). */
+export interface IssuerStore extends StateStore, SyncView {
+  /** Call `fn(key)` after a setting changed in this or another process. */
+  onSettingChange?(fn: (key: string) => void): void
+}

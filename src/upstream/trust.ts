@@ -39,6 +39,14 @@ export class OutboundTrust {
     return { set: true, subject: x.subject, not_after: new Date(x.validTo).toISOString(), fingerprint256: x.fingerprint256 }
   }
 
+  /** Re-read the stored CA (another worker changed it). */
+  async reload(): Promise<void> {
+    const ca = this.#store === undefined ? undefined : await this.#store.getSetting<string>('caCert')
+    if (ca === this.#ca) return
+    this.#ca = ca
+    this.#notify()
+  }
+
   async set(pem: unknown): Promise<Record<string, unknown>> {
     if (typeof pem !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'certificate (PEM text) is required' })
     try {
