@@ -15,15 +15,17 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { importJWK, type JWK } from 'jose'
+import type { KeyObject } from 'node:crypto'
+import type { JWK } from 'jose'
 import type { Dispatcher } from 'undici'
 import { GatehouseError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import { writeFileAtomic } from '../../store/atomic.ts'
 import { fetchJson, FetchError, type FetchLimits } from './fetch.ts'
+import { keyForAlg } from './jws.ts'
 
 /** A key as jose's verify functions take it. */
-export type VerifyKey = Awaited<ReturnType<typeof importJWK>>
+export type VerifyKey = KeyObject
 
 export interface JwksCacheOptions {
   readonly issuer: string
@@ -154,11 +156,9 @@ export class JwksCache {
     const cacheKey = `${jwk.kid ?? ''}|${alg}|${jwk.x ?? jwk.n ?? ''}`
     let key = this.#imported.get(cacheKey)
     if (key === undefined) {
-      try {
-        key = await importJWK(jwk, alg)
-      } catch (e) {
-        throw new GatehouseError('ERR_INVALID_TOKEN', { detail: `key ${jwk.kid ?? ''} unusable for ${alg}: ${(e as Error).message}` })
-      }
+      const k = keyForAlg(jwk, alg)
+      if (typeof k === 'string') throw new GatehouseError('ERR_INVALID_TOKEN', { detail: `key ${jwk.kid ?? ''}: ${k}` })
+      key = k
       this.#imported.set(cacheKey, key)
     }
     return key
