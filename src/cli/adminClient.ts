@@ -12,7 +12,6 @@ import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rm
 import os from 'node:os'
 import path from 'node:path'
 import * as tls from 'node:tls'
-import { setFlagsFromString } from 'node:v8'
 import type * as Undici from 'undici'
 import { writeFileAtomic } from '../store/atomic.ts'
 
@@ -415,7 +414,9 @@ export class AdminClient {
         }
         throw e
       }
-      this.saveTokens(loginAnswer(data))
+      const a = loginAnswer(data)
+      a.refresh_token ??= current.refresh_token
+      this.saveTokens(a)
       return this.tokens as TokenFile
     })
   }
@@ -458,7 +459,7 @@ export class AdminClient {
     if (reason !== undefined) msg += ` (${reason})`
     const retry = res.headers['retry-after']
     if (res.statusCode === 429 && typeof retry === 'string') msg += `; retry in ${retry} s`
-    if (reason === 'ERR_PASSWORD_CHANGE_REQUIRED') msg += '; change it with gatehouse user passwd (or log in again with gatehouse user login)'
+    if (reason === 'ERR_PASSWORD_CHANGE_REQUIRED' && !msg.includes('gatehouse user')) msg += '; change it with gatehouse user passwd'
     if (reason === 'ERR_NOT_FOUND') msg += `; is ${this.hostText} the admin listener of a gatehouse with the admin API?`
     throw new AdminError(msg, res.statusCode, reason)
   }
@@ -484,15 +485,9 @@ export function tokenUser(token: string): string | undefined {
 
 let undici: Promise<typeof Undici> | undefined
 
-/**
- * undici, loaded on the first request so --help and usage errors start fast. Its HTTP parser
- * is WebAssembly; a short-lived CLI process gains nothing from V8's optimizing tier for it, and
- * at exit V8 would wait for that background compilation (a quarter of a second per command on
- * a busy machine), so the CLI keeps WebAssembly at the baseline compiler.
- */
+/** undici, loaded on the first request so --help and usage errors start fast. */
 function loadUndici(): Promise<typeof Undici> {
   if (undici === undefined) {
-    setFlagsFromString('--liftoff-only')
     undici = import('undici')
   }
   return undici
