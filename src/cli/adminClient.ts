@@ -46,13 +46,9 @@ export interface AdminCommand {
   run(values: Values, positionals: string[]): Promise<number>
 }
 
-/**
- * A usage error of an admin command: main.ts prints it as one line and exits 2, like io.ts's
- * UsageError (kept separate so the admin commands do not load the configuration modules).
- */
-export class UsageError extends Error {
-  override name = 'UsageError'
-}
+import { UsageError } from './usage.ts'
+
+export { UsageError }
 
 /** An error for the user: one line, no secrets; main.ts prints it and exits 1. */
 export class AdminError extends Error {

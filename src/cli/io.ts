@@ -1,10 +1,9 @@
 /** Small helpers shared by the CLI commands. */
 import { loadConfig, formatProblem, type LoadResult } from '../config/load.ts'
 
-/** A usage error: printed as one line, exit 2. */
-export class UsageError extends Error {
-  override name = 'UsageError'
-}
+import { UsageError } from './usage.ts'
+
+export { UsageError }
 
 /** Load the configuration; print every problem and return undefined on failure. */
 export function loadOrReport(configPath: string | undefined): LoadResult & { ok: boolean } {

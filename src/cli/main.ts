@@ -131,7 +131,6 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     // Tokens and passwords the admin commands handled never reach the terminal.
     const msg = redactSecrets(e instanceof Error ? e.message : String(e))
-    // io.ts's UsageError and adminClient.ts's both carry the name 'UsageError'.
     if ((e instanceof Error && e.name === 'UsageError') || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       process.stderr.write(`gatehouse ${name}: ${msg}; see gatehouse ${name} --help\n`)
       return 2
