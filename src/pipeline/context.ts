@@ -25,4 +25,6 @@ export interface RequestContext {
   upstreamStatus: number | undefined
   /** Log-only detail of an error. */
   detail: string | undefined
+  /** Set by the forwarder: aborts the upstream exchange when the client goes away. */
+  abortUpstream: (() => void) | undefined
 }

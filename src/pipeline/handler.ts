@@ -57,10 +57,12 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       reason: undefined,
       upstreamStatus: undefined,
       detail: undefined,
+      abortUpstream: undefined,
     }
     state.inflight++
     res.once('close', () => {
       state.inflight--
+      ctx.abortUpstream?.()
       if (accessLog) logAccess(logger, ctx)
     })
     if (state.draining) res.setHeader('connection', 'close')
@@ -102,8 +104,12 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     // 3 + 7 · strip, then inject
     const headers = upstreamHeaders(req, rt.headers, { principal, requestId: ctx.requestId, proto: rt.proto })
     // 8 · forward
-    res.setHeader('x-request-id', ctx.requestId)
-    ctx.upstreamStatus = await forwarder.forward(req, res, target.path, query, headers)
+    ctx.upstreamStatus = await forwarder.forward(req, res, target.path, query, headers, {
+      requestId: ctx.requestId,
+      onAbortable: (abort) => {
+        ctx.abortUpstream = abort
+      },
+    })
   }
 }
 

@@ -19,7 +19,7 @@ export interface EchoReply {
 /** Create the echo forwarder. */
 export function createEchoForwarder(maxRequestBody: number): Forwarder {
   return {
-    async forward(req, res, path, query, headers) {
+    async forward(req, res, path, query, headers, hooks) {
       const declared = Number(req.headers['content-length'] ?? NaN)
       if (maxRequestBody > 0 && declared > maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` })
       let bodyBytes = 0
@@ -36,14 +36,14 @@ export function createEchoForwarder(maxRequestBody: number): Forwarder {
       }
       const reply: EchoReply = { method: req.method as string, path, query, headers: h, bodyBytes }
       const body = JSON.stringify(reply)
-      sendJson(res, 200, body)
+      sendJson(res, 200, body, hooks.requestId)
       return 200
     },
     async close() {},
   }
 }
 
-function sendJson(res: ServerResponse, status: number, body: string): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+function sendJson(res: ServerResponse, status: number, body: string, requestId: string): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', 'x-request-id': requestId })
   res.end(body)
 }

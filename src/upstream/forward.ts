@@ -15,6 +15,14 @@ import { GatehouseError } from '../errors.ts'
 import { HOP_BY_HOP } from './hop.ts'
 import type { OutboundTrust } from './trust.ts'
 
+/** Per-request hooks the handler gives the forwarder. */
+export interface ForwardHooks {
+  /** Sent back to the client as `X-Request-Id` (in the one writeHead). */
+  readonly requestId: string
+  /** The handler calls the registered function when the client connection closes early. */
+  onAbortable(abort: () => void): void
+}
+
 /** Forwards one request whose upstream headers are already built. */
 export interface Forwarder {
   /**
@@ -22,7 +30,7 @@ export interface Forwarder {
    * @returns the upstream status code.
    * @throws GatehouseError when the upstream fails before the response started.
    */
-  forward(req: IncomingMessage, res: ServerResponse, path: string, query: string, headers: string[]): Promise<number>
+  forward(req: IncomingMessage, res: ServerResponse, path: string, query: string, headers: string[], hooks: ForwardHooks): Promise<number>
   close(): Promise<void>
 }
 
@@ -60,7 +68,7 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
   })
 
   return {
-    forward(req, res, path, query, headers) {
+    forward(req, res, path, query, headers, hooks) {
       const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
       let body: Readable | null = null
       if (hasBody) {
@@ -79,14 +87,13 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
         const finish = (err?: GatehouseError): void => {
           if (settled) return
           settled = true
-          res.off('close', onClientClose)
           if (err === undefined) resolve(status)
           else reject(err)
         }
-        const onClientClose = (): void => {
+        // One 'close' listener per request (the handler's) aborts the upstream exchange.
+        hooks.onAbortable(() => {
           if (!res.writableFinished && controller !== undefined && !controller.aborted) controller.abort(new Error('client closed the connection'))
-        }
-        res.once('close', onClientClose)
+        })
         const handler: Dispatcher.DispatchHandler = {
           onRequestStart(c) {
             controller = c
@@ -103,7 +110,9 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
             }
             status = statusCode
             started = true
-            res.writeHead(statusCode, responseHeaders(h))
+            const out = responseHeaders(h)
+            out['x-request-id'] = hooks.requestId
+            res.writeHead(statusCode, out)
           },
           onResponseData(c, chunk) {
             received += chunk.length
@@ -157,8 +166,9 @@ export function responseHeaders(h: Record<string, string | string[] | undefined>
   const conn = h.connection
   const named = conn === undefined ? undefined : new Set(String(conn).toLowerCase().split(',').map((s) => s.trim()))
   const out: Record<string, string | string[]> = {}
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k) === true) continue
+  for (const k in h) {
+    const v = h[k]
+    if (v === undefined || HOP_BY_HOP.has(k) || (named !== undefined && named.has(k))) continue
     out[k] = v
   }
   return out
