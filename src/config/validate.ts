@@ -154,7 +154,7 @@ export function checkCertificatePem(certPem: string, keyPem: string): { part: 'c
   try {
     key = createPrivateKey(keyPem)
   } catch {
-    return { part: 'key', message: 'not a PEM private key', remedy: 'give the unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)' }
+    return { part: 'key', message: 'not a PEM private key', remedy: 'give the unencrypted private key in PEM form (PKCS#8, as openssl pkey writes it)' }
   }
   if (!cert.checkPrivateKey(key)) {
     return { part: 'key', message: 'the private key does not match the certificate', remedy: 'give the key that belongs to the certificate' }
