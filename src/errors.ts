@@ -50,6 +50,18 @@ export const ERRORS = {
     message: 'more than one credential was presented; send exactly one',
   },
   ERR_HEADERS_TOO_LARGE: { status: 431, message: 'request headers are too large' },
+  ERR_TOO_MANY_HEADERS: { status: 431, message: 'too many request header fields' },
+  ERR_UNSUPPORTED_TRANSFER_CODING: { status: 501, message: 'only the chunked transfer coding is supported; send the body with Content-Length or chunked' },
+  ERR_URL_TOO_LONG: { status: 414, message: 'the request target is too long' },
+  ERR_REQUEST_TIMEOUT: { status: 408, message: 'the request was not received in time; send it without pauses' },
+  ERR_TOO_MANY_FAILURES: {
+    status: 429,
+    message: 'too many failed authentication attempts from this address; wait for Retry-After seconds and use a valid credential',
+  },
+  ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    message: 'the state store cannot be written (disk full or read-only); the operator must free space or fix permissions',
+  },
   ERR_NOT_FOUND: { status: 404, message: 'not found' },
   ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   ERR_REQUEST_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },

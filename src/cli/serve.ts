@@ -65,6 +65,11 @@ export async function serve(configPath: string | undefined): Promise<number> {
     const keys = a.apikey.allowedKeysFile === undefined ? undefined : path.relative(process.cwd(), a.apikey.allowedKeysFile)
     logger.info({ try: `curl --cacert ${cert} ${server.dataUrl}/${keys === undefined ? '' : ` -H "Authorization: Bearer $(tail -n1 ${keys})"`}` }, 'try it')
   }
+  const running = server
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reloading the configuration')
+    void running.reload()
+  })
   await untilSignal(logger, cluster.isWorker)
   await server.stop().catch((e: unknown) => logger.error({ error: String(e) }, 'error while stopping'))
   flushLogs(logger)
@@ -109,6 +114,11 @@ async function runPrimary(c: Config, n: number, logger: Logger): Promise<number>
     fork()
   })
   for (let i = 0; i < n; i++) fork()
+  // Each worker reloads (and validates) on its own; the primary only passes the signal on.
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: asking every worker to reload the configuration')
+    for (const w of all()) w.process.kill('SIGHUP')
+  })
   logger.info({ workers: n }, 'gatehouse primary started its workers')
   await untilSignal(logger, false)
   stopping = true

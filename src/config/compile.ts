@@ -4,8 +4,10 @@
  * failure here is a configuration problem, never a request error.
  */
 import { readFileSync } from 'node:fs'
+import type { BlockList } from 'node:net'
 import { ApiKeyVerifier } from '../auth/apikey.ts'
 import { Authenticator, type JwtVerifier } from '../auth/authenticate.ts'
+import { FailureThrottle } from '../auth/throttle.ts'
 import { TokenCache } from '../auth/tokenCache.ts'
 import { AdminList } from '../authz/adminlist.ts'
 import { profileFor, type Profile } from '../authz/profiles.ts'
@@ -31,6 +33,13 @@ export interface Runtime {
   readonly proto: 'http' | 'https'
   /** The verified-token cache (undefined when no JWT method is on or it is disabled). */
   readonly tokenCache: TokenCache | undefined
+  /** Failed-credential throttle per client address (undefined when disabled). */
+  readonly throttle: FailureThrottle | undefined
+  /** Trusted proxies for the client address (undefined when none are configured). */
+  readonly trustedProxies: BlockList | undefined
+  /** Lower-cased request-id header name. */
+  readonly requestIdHeader: string
+  readonly limits: { readonly maxUrlBytes: number; readonly maxHeaderFields: number; readonly maxHeaderBytes: number; readonly bodyIdleMs: number }
 }
 
 /** Effective anonymous policy (W3): on when no method is enabled; else only when explicitly on. */
@@ -41,7 +50,7 @@ export function anonymousEnabled(c: Config): boolean {
 }
 
 /** Compile the request-time objects (no forwarder; see `createForwarder`). */
-export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifier> = new Map()): Runtime {
+export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifier> = new Map(), previous?: Runtime): Runtime {
   const a = c.authentication
   const methodNames: string[] = []
   if (a.apikey.enabled) methodNames.push('API-keys')
@@ -78,8 +87,19 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
     if (scopes.length > 0) body.scopes = scopes
     wellKnown = JSON.stringify(body)
   }
+  const ft = a.failureThrottle
+  // A reload keeps the failure counts (and blocks) when the throttle settings did not change.
+  const throttle = !ft.enabled
+    ? undefined
+    : previous?.throttle !== undefined && JSON.stringify(previous.config.authentication.failureThrottle) === JSON.stringify(ft)
+      ? previous.throttle
+      : new FailureThrottle({ maxFailures: ft.maxFailures, windowMs: ft.window, blockMs: ft.blockDuration, maxAddresses: ft.maxAddresses })
   return Object.freeze({
     config: c,
+    throttle,
+    trustedProxies: headers.hasTrusted ? headers.trusted : undefined,
+    requestIdHeader: ih.requestId.toLowerCase(),
+    limits: { maxUrlBytes: c.limits.maxUrlBytes, maxHeaderFields: c.limits.maxHeaderCount, maxHeaderBytes: c.limits.maxHeaderBytes, bodyIdleMs: c.listen.timeouts.body },
     profile,
     authenticator: new Authenticator({ anonymousEnabled: anon, apiKeys, jwtVerifiers: extraVerifiers, methodNames, tokenCache }),
     adminList: new AdminList(c.authorization.adminlist),

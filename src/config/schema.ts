@@ -67,6 +67,11 @@ export const SCHEMA: Group = group('gatehouse configuration', {
   listen: group('The data listener: the proxy itself.', {
     address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_LISTEN_ADDRESS')] }),
     port: leaf('int', 8443, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_PORT')] }),
+    timeouts: group('Limits on slow clients (slowloris): each ends the request or connection.', {
+      headers: leaf('duration', 10 * SECOND, 'Time to receive a request’s complete headers (408 beyond).', { min: 100, max: 600_000 }),
+      body: leaf('duration', 30 * SECOND, 'Longest pause between two chunks of a request body (408 beyond; 0s: none).', { min: 0, max: 86_400_000 }),
+      keepAlive: leaf('duration', 5 * SECOND, 'How long an idle keep-alive connection stays open.', { min: 100, max: 600_000 }),
+    }),
   }),
   tls: group('TLS for both listeners (TLS 1.2+ with AEAD, forward-secret suites only).', {
     enabled: leaf('bool', true, 'Terminate TLS. false is for a sidecar behind a mesh and logs a warning.', {
@@ -139,9 +144,16 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       secret: true,
     }),
   }),
-  limits: group('Body size limits; 0 means unlimited. Bodies always stream.', {
+  limits: group('Request and body size limits; a body limit of 0 means unlimited. Bodies always stream.', {
     maxRequestBody: leaf('size', 0, 'Largest request body forwarded (413 beyond).'),
     maxResponseBody: leaf('size', 0, 'Largest upstream response body relayed.'),
+    maxHeaderBytes: leaf('size', 16 * 1024, 'Largest request head (request line and headers) accepted (431 beyond).', { min: 1024, max: 1024 * 1024 }),
+    maxHeaderCount: leaf('int', 100, 'Most request header fields accepted (431 beyond).', { min: 8, max: 10_000 }),
+    maxUrlBytes: leaf('size', 8 * 1024, 'Longest request target accepted (414 beyond).', { min: 64, max: 1024 * 1024 }),
+  }),
+  reload: group('Reloading the configuration without a restart (SIGHUP always reloads).', {
+    watch: leaf('bool', false, 'Also reload when the configuration file (or the API-key file) changes.'),
+    watchInterval: leaf('duration', 2 * SECOND, 'How often watched files are checked.', { min: 100, max: 3_600_000 }),
   }),
   shutdown: group('Graceful shutdown.', {
     gracePeriod: leaf('duration', 10 * SECOND, 'How long SIGTERM waits for in-flight requests.', { min: 0, max: 3_600_000 }),
@@ -229,6 +241,13 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     tokenCache: group('Verified-token cache (JWTs): a repeated token costs a hash and a look-up.', {
       maxEntries: leaf('int', 10_000, 'Entries kept (LRU); 0 turns the cache off.', { min: 0, max: 10_000_000 }),
       maxTtl: leaf('duration', 300 * SECOND, 'Longest time a verification is reused (never past the token’s exp).', { min: 0, max: 86_400_000 }),
+    }),
+    failureThrottle: group('Per-client-address throttling of failed credentials (429 with Retry-After), so keys cannot be guessed at line rate.', {
+      enabled: leaf('bool', true, 'Throttle addresses that present failing credentials.'),
+      maxFailures: leaf('int', 20, 'Failed credentials from one address within window that block it.', { min: 1, max: 1_000_000 }),
+      window: leaf('duration', 60 * SECOND, 'Window in which failures are counted.', { min: 1000, max: 86_400_000 }),
+      blockDuration: leaf('duration', 60 * SECOND, 'How long a blocked address gets 429 for any request with a credential.', { min: 1000, max: 86_400_000 }),
+      maxAddresses: leaf('int', 100_000, 'Addresses tracked at most (LRU; bounds memory).', { min: 100, max: 10_000_000 }),
     }),
   }),
   authorization: group('What an identity may do.', {

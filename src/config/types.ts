@@ -12,7 +12,12 @@ export type SecretRef = { value: string } | { env: string } | { file: string }
 export interface Config {
   /** Absolute path of the YAML file that was read, or undefined when only defaults/env applied. */
   readonly configFile: string | undefined
-  readonly listen: { readonly address: string; readonly port: number }
+  readonly listen: {
+    readonly address: string
+    readonly port: number
+    /** Slow-client limits, in ms (body 0: none). */
+    readonly timeouts: { readonly headers: number; readonly body: number; readonly keepAlive: number }
+  }
   readonly admin: { readonly enabled: boolean; readonly address: string; readonly port: number }
   readonly tls: {
     readonly enabled: boolean
@@ -37,7 +42,14 @@ export interface Config {
     readonly timeouts: { readonly connect: number; readonly headers: number; readonly body: number }
     readonly headers: Readonly<Record<string, SecretRef>>
   }
-  readonly limits: { readonly maxRequestBody: number; readonly maxResponseBody: number }
+  readonly limits: {
+    readonly maxRequestBody: number
+    readonly maxResponseBody: number
+    readonly maxHeaderBytes: number
+    readonly maxHeaderCount: number
+    readonly maxUrlBytes: number
+  }
+  readonly reload: { readonly watch: boolean; readonly watchInterval: number }
   readonly shutdown: { readonly gracePeriod: number }
   readonly authentication: {
     readonly anonymous: { readonly enabled: boolean | undefined }
@@ -81,6 +93,13 @@ export interface Config {
       readonly banner: { readonly text: string; readonly enabled: boolean }
     }
     readonly tokenCache: { readonly maxEntries: number; readonly maxTtl: number }
+    readonly failureThrottle: {
+      readonly enabled: boolean
+      readonly maxFailures: number
+      readonly window: number
+      readonly blockDuration: number
+      readonly maxAddresses: number
+    }
   }
   readonly authorization: {
     readonly adminlist: {

@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
+import { clientKey } from '../auth/throttle.ts'
 import type { Runtime } from '../config/compile.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
@@ -25,9 +26,15 @@ export interface ServeState {
   inflight: number
 }
 
-export interface HandlerDeps {
+/** What a reload swaps as one unit: the compiled runtime and its forwarder. */
+export interface Live {
   readonly runtime: Runtime
   readonly forwarder: Forwarder
+}
+
+export interface HandlerDeps {
+  /** Read once per request, so a reload takes effect for the next request and never mid-request. */
+  readonly live: { current: Live }
   readonly logger: Logger
   readonly state: ServeState
 }
@@ -37,13 +44,13 @@ const WELL_KNOWN = '/v1/.well-known/openid-configuration'
 
 /** Build the request handler for the data listener. */
 export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { runtime: rt, forwarder, logger, state } = deps
-  const requestIdHeader = rt.config.identityHeaders.requestId.toLowerCase()
-  const accessLog = rt.config.log.access
+  const { live, logger, state } = deps
 
   return (req, res) => {
+    const current = live.current
+    const rt = current.runtime
     // 1 · request id: kept from the client when well-formed, else generated
-    const given = req.headers[requestIdHeader]
+    const given = req.headers[rt.requestIdHeader]
     const ctx: RequestContext = {
       req,
       res,
@@ -60,20 +67,27 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       abortUpstream: undefined,
     }
     state.inflight++
+    const accessLog = rt.config.log.access
     res.once('close', () => {
       state.inflight--
       ctx.abortUpstream?.()
       if (accessLog) logAccess(logger, ctx)
     })
     if (state.draining) res.setHeader('connection', 'close')
-    run(ctx).catch((e: unknown) => sendError(ctx, asGatehouseError(e)))
+    run(ctx, current).catch((e: unknown) => sendError(ctx, asGatehouseError(e)))
   }
 
-  async function run(ctx: RequestContext): Promise<void> {
+  async function run(ctx: RequestContext, { runtime: rt, forwarder }: Live): Promise<void> {
     const { req, res } = ctx
     const method = req.method as string
+    // 0 · what llhttp lets through: the limits (it bounds only the whole head), and framing
+    // that is well-formed but ambiguous or unsupported
+    const url = req.url ?? '/'
+    if (url.length > rt.limits.maxUrlBytes) throw new GatehouseError('ERR_URL_TOO_LONG', { detail: `${url.length} bytes`, headers: CLOSE })
+    checkHead(req, rt.limits)
+    if (rt.limits.bodyIdleMs > 0 && !req.complete && hasBody(req)) guardBody(ctx, rt.limits.bodyIdleMs)
     // 2 · target
-    const target = parseTarget(req.url ?? '/')
+    const target = parseTarget(url)
     ctx.path = target.path
     // 4 · credential (read from the client's own headers, before any stripping can hide it)
     const { credential, query } = extractCredential(req, target.query, rt.extract)
@@ -82,15 +96,31 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
     const wellKnown = target.path === WELL_KNOWN && (method === 'GET' || method === 'HEAD')
     ctx.classification = wellKnown ? { access: 'public', rule: 'gatehouse: OIDC discovery endpoint' } : rt.profile.classify(method, target.path)
-    // 5 · authenticate
-    const authn = rt.authenticator.authenticate(credential, ctx.classification.access)
-    const { principal } = authn instanceof Promise ? await authn : authn
+    // 5 · authenticate (a blocked address is answered before any verification)
+    let principal
+    if (credential !== undefined && rt.throttle !== undefined) {
+      const key = clientKey(req, rt.trustedProxies)
+      rt.throttle.check(key)
+      try {
+        const authn = rt.authenticator.authenticate(credential, ctx.classification.access)
+        principal = (authn instanceof Promise ? await authn : authn).principal
+      } catch (e) {
+        if (e instanceof GatehouseError && e.status === 401) rt.throttle.fail(key)
+        throw e
+      }
+    } else {
+      const authn = rt.authenticator.authenticate(credential, ctx.classification.access)
+      principal = (authn instanceof Promise ? await authn : authn).principal
+    }
     ctx.principal = principal
     // A local account that must change its password may do nothing else (SPEC §8).
     if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
     // 6b · authorize
     const decision = rt.adminList.decide(principal, ctx.classification.access)
     if (!decision.allowed) throw new GatehouseError('ERR_FORBIDDEN', { detail: decision.rule })
+    // Expect: 100-continue (serve.ts sends no automatic 100): the client sends its body only once
+    // the request is authorized, so a refused upload costs no bandwidth.
+    if (req.headers.expect !== undefined) res.writeContinue()
     if (wellKnown) {
       if (rt.wellKnown === undefined) {
         // Weaviate answers 404 with an empty body and no Content-Type when OIDC is off (W20).
@@ -111,6 +141,71 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       },
     })
   }
+}
+
+/**
+ * Head checks on the raw header list: field count and bytes (431), a single Host (RFC 9112
+ * §3.2: 400), and the only transfer coding gatehouse forwards, `chunked` alone — HTTP/1.0 with
+ * Transfer-Encoding has faulty framing (RFC 9112 §6.1: 400) and any other coding would reach the
+ * upstream re-framed without it (501, RFC 9112 §6.1).
+ */
+const CLOSE = { connection: 'close' }
+
+function checkHead(req: IncomingMessage, limits: Runtime['limits']): void {
+  const raw = req.rawHeaders
+  if (raw.length > 2 * limits.maxHeaderFields) throw new GatehouseError('ERR_TOO_MANY_HEADERS', { detail: `more than ${limits.maxHeaderFields}`, headers: CLOSE })
+  let bytes = 0
+  let hosts = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    bytes += name.length + (raw[i + 1] as string).length + 4
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++
+  }
+  if (bytes > limits.maxHeaderBytes) throw new GatehouseError('ERR_HEADERS_TOO_LARGE', { detail: `${bytes} bytes of header fields`, headers: CLOSE })
+  // Over a limit or ambiguous framing: answer and close (as the parser's own answers do), never
+  // read on in a stream that may be misframed.
+  if (hosts > 1) throw new GatehouseError('ERR_BAD_REQUEST', { detail: 'more than one Host header', headers: CLOSE })
+  const te = req.headers['transfer-encoding']
+  if (te !== undefined) {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) throw new GatehouseError('ERR_BAD_REQUEST', { detail: 'Transfer-Encoding in an HTTP/1.0 request', headers: CLOSE })
+    if (te.trim().toLowerCase() !== 'chunked') throw new GatehouseError('ERR_UNSUPPORTED_TRANSFER_CODING', { detail: 'transfer coding other than chunked', headers: CLOSE })
+  }
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length']
+  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined
+}
+
+/**
+ * Slow-body guard: the socket's idle timer runs while the request body is being received, and
+ * is cleared when the body is complete (Node then manages keep-alive itself). A client that
+ * pauses longer than `ms` gets 408 (if nothing was answered yet) and the upstream exchange is
+ * aborted, so a half-sent body never completes upstream.
+ */
+function guardBody(ctx: RequestContext, ms: number): void {
+  const { req, res } = ctx
+  // Captured now: after the error answer Node detaches the socket from the request.
+  const socket = req.socket
+  const onTimeout = (): void => {
+    if (req.complete) return
+    ctx.abortUpstream?.()
+    if (res.headersSent) {
+      socket.destroy()
+      return
+    }
+    sendError(ctx, new GatehouseError('ERR_REQUEST_TIMEOUT', { detail: `request body idle for ${ms} ms` }))
+    socket.destroySoon()
+  }
+  // On the request (not the socket): Node then leaves the socket to us instead of destroying it.
+  req.setTimeout(ms, onTimeout)
+  const clear = (): void => {
+    req.removeListener('timeout', onTimeout)
+    // Once the response has finished, Node has set its keep-alive timer on the socket: keep it.
+    if (!res.writableFinished && !socket.destroyed) socket.setTimeout(0)
+  }
+  req.once('end', clear)
+  res.once('close', clear)
 }
 
 function logAccess(logger: Logger, ctx: RequestContext): void {

@@ -68,7 +68,8 @@ function classify(policy: HeaderPolicy, name: string): Kind {
   const lower = name.toLowerCase()
   const canon = canonical(name)
   let kind: Kind
-  if (HOP_BY_HOP.has(lower) || lower === 'host') kind = KIND.DROP
+  // Expect: gatehouse answers 100-continue itself once the request is authorized (serve.ts).
+  if (HOP_BY_HOP.has(lower) || lower === 'host' || lower === 'expect') kind = KIND.DROP
   else if (lower === 'authorization') kind = policy.passAuthorization ? KIND.KEEP : KIND.DROP
   else if (lower === 'api-key' && policy.stripApiKeyHeader) kind = KIND.DROP
   else if (policy.fixedLower.has(lower)) kind = KIND.DROP

@@ -2,7 +2,7 @@
  * Start and stop gatehouse: both listeners, TLS and its rotation, and the graceful drain
  * (SIGTERM: stop accepting, finish in-flight requests within a grace period, then close).
  */
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, statSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import http, { STATUS_CODES } from 'node:http'
 import https from 'node:https'
@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net'
 import { createAdminHandler } from '../admin/api.ts'
 import type { Readiness } from '../admin/routes.ts'
 import type { JwtVerifier } from '../auth/authenticate.ts'
-import { createOidc } from '../auth/oidc/setup.ts'
+import { createOidc, type OidcRuntime } from '../auth/oidc/setup.ts'
+import { formatProblem, loadConfig, type LoadOptions } from '../config/load.ts'
 import { LocalIssuer } from '../issuer/localIssuer.ts'
 import { FileStore } from '../store/fileStore.ts'
 import type { IssuerStore } from '../store/store.ts'
@@ -19,9 +20,10 @@ import { CertManager } from './certs.ts'
 import { compile, createForwarder } from '../config/compile.ts'
 import { writeNewKeysFile } from '../config/keys.ts'
 import type { Config } from '../config/types.ts'
-import { errorBody, GatehouseError } from '../errors.ts'
+import { errorBody, GatehouseError, type ErrorCode } from '../errors.ts'
 import type { Logger } from '../log.ts'
-import { createHandler, type ServeState } from '../pipeline/handler.ts'
+import { createHandler, type Live, type ServeState } from '../pipeline/handler.ts'
+import { planReload, touches } from './reload.ts'
 import type { CertSource } from './tls.ts'
 
 /** A running gatehouse. */
@@ -33,15 +35,46 @@ export interface RunningServer {
   readonly cert: CertSource | undefined
   /** Drain and stop: stop accepting, wait for in-flight requests up to `graceMs`, close. */
   stop(graceMs?: number): Promise<void>
+  /** Reload the configuration file (SIGHUP); a bad one is rejected and the old one keeps serving. */
+  reload(): Promise<ReloadResult>
 }
 
-// Node's defaults would cut a long upload after 300 s (requestTimeout); bodies may be large and
-// slow, so only the header phase is bounded here (slow-client limits are hardened separately).
-const SERVER_OPTIONS = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 } as const
+/** The outcome of a reload. */
+export interface ReloadResult {
+  readonly ok: boolean
+  /** Every problem of a rejected configuration, formatted as `config check` prints them. */
+  readonly problems: readonly string[]
+  readonly changed: readonly string[]
+  readonly restartRequired: readonly string[]
+}
+
+/**
+ * Listener options from the config. Node's requestTimeout would cut a long upload after 300 s;
+ * bodies may be large and slow, so the header phase is bounded (headersTimeout) and the body by
+ * its idle time (handler). `maxHeadersCount` is one above the limit so the handler can see the
+ * excess and answer 431 instead of Node silently dropping the extra headers.
+ */
+function serverOptions(c: Config): http.ServerOptions {
+  const t = c.listen.timeouts
+  return {
+    requestTimeout: 0,
+    headersTimeout: t.headers,
+    keepAliveTimeout: t.keepAlive,
+    // Node checks the header deadline only every connectionsCheckingInterval (default 30 s).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(t.headers / 4))),
+    // The parser bounds the whole head (request line + fields); the handler then checks the
+    // target (414) and the fields (431) against their own limits.
+    maxHeaderSize: c.limits.maxHeaderBytes + c.limits.maxUrlBytes,
+    // RFC 9112 §3.2: a request without Host is 400 (Node's default, kept explicit).
+    requireHostHeader: true,
+  }
+}
 
 export interface StartOptions {
   /** The state store (a worker's IPC store); default: the embedded file store in stateDir. */
   readonly store?: IssuerStore
+  /** How a reload loads the configuration again (default: the same file, process.env). */
+  readonly load?: LoadOptions
 }
 
 /** Start both listeners with a validated config. */
@@ -55,15 +88,17 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const store: IssuerStore = opts.store ?? new FileStore(config.stateDir)
   const trust = await OutboundTrust.open(store)
   const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger) : undefined
-  const oidc = await createOidc(config, logger, { trust })
+  let oidc = await createOidc(config, logger, { trust })
   oidc.start()
-  const verifiers = new Map<string, JwtVerifier>(oidc.verifiers)
-  if (issuer !== undefined) verifiers.set(issuer.iss, issuer)
-  const runtime = compile(config, verifiers)
-  const forwarder = createForwarder(config, trust)
+  const verifiersOf = (o: OidcRuntime): Map<string, JwtVerifier> => {
+    const v = new Map<string, JwtVerifier>(o.verifiers)
+    if (issuer !== undefined) v.set(issuer.iss, issuer)
+    return v
+  }
+  const live: { current: Live } = { current: { runtime: compile(config, verifiersOf(oidc)), forwarder: createForwarder(config, trust) } }
   const state: ServeState = { draining: false, inflight: 0 }
   const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status() }
-  const handler = createHandler({ runtime, forwarder, logger, state })
+  const handler = createHandler({ live, logger, state })
   const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined
   const adminHandler = createAdminHandler({
     state,
@@ -80,12 +115,15 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   let admin: http.Server | undefined
   if (certs !== undefined) {
     const opts = await certs.options()
-    data = https.createServer({ ...opts, ...SERVER_OPTIONS }, handler)
-    if (config.admin.enabled) admin = https.createServer({ ...opts, ...SERVER_OPTIONS }, adminHandler)
+    data = https.createServer({ ...opts, ...serverOptions(config) }, handler)
+    if (config.admin.enabled) admin = https.createServer({ ...opts, ...serverOptions(config) }, adminHandler)
   } else {
-    data = http.createServer(SERVER_OPTIONS, handler)
-    if (config.admin.enabled) admin = http.createServer(SERVER_OPTIONS, adminHandler)
+    data = http.createServer(serverOptions(config), handler)
+    if (config.admin.enabled) admin = http.createServer(serverOptions(config), adminHandler)
   }
+  data.maxHeadersCount = config.limits.maxHeaderCount + 1
+  // No automatic "100 Continue": the handler sends it once the request is authorized.
+  data.on('checkContinue', handler)
   for (const s of [data, admin]) {
     s?.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Malformed HTTP never reaches the pipeline (llhttp rejects smuggling shapes, bad request
@@ -95,7 +133,9 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
         socket.destroy()
         return
       }
-      const e = new GatehouseError(err.code === 'HPE_HEADER_OVERFLOW' ? 'ERR_HEADERS_TOO_LARGE' : 'ERR_BAD_REQUEST', { detail: err.code })
+      let code = CLIENT_ERRORS[err.code ?? ''] ?? 'ERR_BAD_REQUEST'
+      if (s === data && err.code === 'HPE_HEADER_OVERFLOW' && requestLineOverflow((err as { rawPacket?: Buffer }).rawPacket, live.current.runtime.limits.maxUrlBytes)) code = 'ERR_URL_TOO_LONG'
+      const e = new GatehouseError(code, { detail: err.code })
       const body = JSON.stringify(errorBody(e, randomUUID()))
       socket.end(
         `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
@@ -127,7 +167,58 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     if (key === 'tls') void certs?.reload()
     if (key === 'caCert') void trust.reload()
   })
-  const stopWatching = (): void => certs?.stop()
+  // Reload (SIGHUP, or a watched file changed): load and validate anew; apply only a valid
+  // config, swapping runtime and forwarder as one unit between two requests. In-flight requests
+  // finish on what they started with; the old forwarder closes once they are done.
+  let reloading: Promise<ReloadResult> | undefined
+  const reload = (): Promise<ReloadResult> => {
+    // Reloads never overlap; one asked for during a reload runs after it (it may see a newer file).
+    const run = async (): Promise<ReloadResult> => {
+      const r = loadConfig(opts.load ?? { configPath: config.configFile })
+      if (r.config === undefined || r.problems.length > 0) {
+        logger.error({ problems: r.problems.map(formatProblem) }, `reload rejected: the configuration has ${r.problems.length} problem(s); still serving the previous configuration`)
+        return { ok: false, problems: r.problems.map(formatProblem), changed: [], restartRequired: [] }
+      }
+      const running = live.current.runtime.config
+      const plan = planReload(running, r.config)
+      const next = plan.config
+      try {
+        let nextOidc = oidc
+        if (touches(plan.changed, 'authentication.oidc', 'authentication.tokenCache')) {
+          nextOidc = await createOidc(next, logger, { trust })
+          nextOidc.start()
+        }
+        const k = next.authentication.apikey
+        if (k.enabled && k.allowedKeysFile !== undefined && k.generateIfMissing && !existsSync(k.allowedKeysFile)) writeNewKeysFile(k.allowedKeysFile)
+        const runtime = compile(next, verifiersOf(nextOidc), live.current.runtime)
+        const forwarderChanged = touches(plan.changed, 'upstream', 'limits')
+        const forwarder = forwarderChanged ? createForwarder(next, trust) : live.current.forwarder
+        const old = live.current
+        live.current = { runtime, forwarder }
+        if (nextOidc !== oidc) {
+          oidc.stop()
+          oidc = nextOidc
+        }
+        logger.level = next.log.level
+        if (forwarderChanged) void old.forwarder.close().catch(() => {})
+      } catch (e) {
+        const problem = e instanceof Error ? e.message : String(e)
+        logger.error({ error: problem }, 'reload rejected: the new configuration could not be applied; still serving the previous configuration')
+        return { ok: false, problems: [problem], changed: [], restartRequired: [] }
+      }
+      if (plan.restartRequired.length > 0) logger.warn({ keys: plan.restartRequired }, 'these changes take effect only after a restart; their running values are kept')
+      logger.info({ changed: plan.changed }, plan.changed.length === 0 ? 'reloaded: nothing changed' : 'reloaded the configuration')
+      return { ok: true, problems: [], changed: plan.changed, restartRequired: plan.restartRequired }
+    }
+    const p = (reloading ?? Promise.resolve()).then(run, run)
+    reloading = p
+    return p
+  }
+  const stopConfigWatch = config.reload.watch ? watchFiles(() => watchedFiles(live.current.runtime.config), config.reload.watchInterval, () => void reload()) : () => {}
+  const stopWatching = (): void => {
+    certs?.stop()
+    stopConfigWatch()
+  }
   readiness.listeners = true
   readiness.state = true
 
@@ -155,13 +246,66 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
           a.closeAllConnections()
         })
       }
-      await forwarder.close()
+      await live.current.forwarder.close()
       logger.info('stopped')
     })()
     return stopping
   }
 
-  return { dataUrl, adminUrl, state, cert: certs?.fileSource, stop }
+  return { dataUrl, adminUrl, state, cert: certs?.fileSource, stop, reload }
+}
+
+/** Files whose change triggers a reload when `reload.watch` is on. */
+function watchedFiles(c: Config): string[] {
+  const files: string[] = []
+  if (c.configFile !== undefined) files.push(c.configFile)
+  const keys = c.authentication.apikey.allowedKeysFile
+  if (c.authentication.apikey.enabled && keys !== undefined) files.push(keys)
+  return files
+}
+
+/**
+ * Poll files (stat, not fs.watch: a Kubernetes ConfigMap or Secret is replaced through a symlink
+ * swap that inotify on the old target does not report) and call `onChange` when one differs.
+ */
+function watchFiles(files: () => string[], intervalMs: number, onChange: () => void): () => void {
+  const sig = (): string =>
+    files()
+      .map((f) => {
+        try {
+          const st = statSync(f)
+          return `${f}:${st.mtimeMs}:${st.size}:${st.ino}`
+        } catch {
+          return `${f}:missing`
+        }
+      })
+      .join('|')
+  let last = sig()
+  const timer = setInterval(() => {
+    const now = sig()
+    if (now === last) return
+    last = now
+    onChange()
+  }, intervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}
+
+/** Node's client errors with their own status; every other parse error is 400. */
+const CLIENT_ERRORS: Readonly<Record<string, ErrorCode>> = {
+  HPE_HEADER_OVERFLOW: 'ERR_HEADERS_TOO_LARGE',
+  ERR_HTTP_REQUEST_TIMEOUT: 'ERR_REQUEST_TIMEOUT',
+}
+
+/**
+ * Whether a head overflow happened in the request line: the packet has no line end at all (the
+ * target spans it) or its first line exceeds the URL limit. A best guess from the last packet
+ * parsed; a misjudged case is still refused, only with 431 instead of 414.
+ */
+function requestLineOverflow(packet: Buffer | undefined, maxUrlBytes: number): boolean {
+  if (packet === undefined) return false
+  const eol = packet.indexOf('\r\n')
+  return eol === -1 ? packet.length > maxUrlBytes : eol > maxUrlBytes
 }
 
 function listen(server: http.Server, port: number, address: string): Promise<void> {

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
+import { GatehouseError } from '../errors.ts'
 import { writeFileAtomic } from './atomic.ts'
 import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, UserRecord } from './store.ts'
 
@@ -23,9 +24,13 @@ interface Files {
 const MAX_LOCK_ENTRIES = 100_000
 const UNLOCKED: LockState = Object.freeze({ failures: 0, pending: 0, lockedUntil: 0 })
 
+const EMPTY: { readonly [K in keyof Files]: () => Files[K] } = { users: () => ({}), refresh: () => ({}), revokedFamilies: () => ({}), lockout: () => ({}), settings: () => ({}) }
+
 export class FileStore implements IssuerStore {
   readonly #dir: string
   readonly #d: Files
+  /** The text last written (or read) per file: what a failed write rolls back to. */
+  readonly #saved = new Map<keyof Files, string>()
 
   /** Open (or create) the store in `<stateDir>/store`. Unreadable files are an error, not an empty store. */
   constructor(stateDir: string) {
@@ -50,11 +55,31 @@ export class FileStore implements IssuerStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return empty
       throw e
     }
+    this.#saved.set(name, text)
     return JSON.parse(text) as Files[K]
   }
 
+  /**
+   * Persist one file. When the write fails (disk full, read-only, permissions), the in-memory
+   * copy is rolled back to what is on disk (lockout counters excepted), so memory never claims a
+   * change the disk lacks, and
+   * the caller gets 503 ERR_STORE_UNAVAILABLE — the operation fails cleanly and can be retried.
+   */
   #save(name: keyof Files): void {
-    writeFileAtomic(path.join(this.#dir, `${name}.json`), JSON.stringify(this.#d[name]), 0o600)
+    const text = JSON.stringify(this.#d[name])
+    try {
+      writeFileAtomic(path.join(this.#dir, `${name}.json`), text, 0o600)
+    } catch (e) {
+      // Lockout counters stay in memory even so: failing open there would let a guesser try
+      // passwords without limit while the disk is full (memory ahead of disk is the strict side).
+      if (name !== 'lockout') {
+        const prev = this.#saved.get(name)
+        ;(this.#d as Record<keyof Files, unknown>)[name] = prev === undefined ? EMPTY[name]() : JSON.parse(prev)
+      }
+      const code = (e as NodeJS.ErrnoException).code ?? 'EIO'
+      throw new GatehouseError('ERR_STORE_UNAVAILABLE', { detail: `writing ${name}.json: ${code}`, cause: e })
+    }
+    this.#saved.set(name, text)
   }
 
   async getUser(username: string): Promise<UserRecord | undefined> {

@@ -9,6 +9,7 @@
  * admin API says "revoked", no worker will accept the token any more.
  */
 import type { Worker } from 'node:cluster'
+import { GatehouseError, type ErrorCode } from '../errors.ts'
 import type { FileStore } from './fileStore.ts'
 import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, UserRecord } from './store.ts'
 
@@ -26,6 +27,8 @@ interface ReplyMessage {
   ok: boolean
   value?: unknown
   error?: string
+  /** The GatehouseError code, when the store failed with one (e.g. ERR_STORE_UNAVAILABLE). */
+  code?: ErrorCode
 }
 type Update = { gen: [string, number | null] } | { fam: string } | { setting: string }
 interface SyncMessage {
@@ -57,7 +60,7 @@ export class IpcStore implements IssuerStore {
         if (p === undefined) return
         this.#pending.delete(m.id)
         if (m.ok) p.resolve(m.value)
-        else p.reject(new Error(m.error ?? 'store operation failed'))
+        else p.reject(m.code === undefined ? new Error(m.error ?? 'store operation failed') : new GatehouseError(m.code, { detail: m.error }))
       } else if (m?.gh === 'sync') {
         this.#apply(m.update)
         process.send?.({ gh: 'sync-ack', seq: m.seq } satisfies AckMessage)
@@ -210,7 +213,7 @@ export function serveStore(store: FileStore, workers: () => Worker[]): (worker: 
           for (const u of await updatesFor(m.op, m.args)) await broadcast(u)
           reply = { gh: 'store-reply', id: m.id, ok: true, value }
         } catch (e) {
-          reply = { gh: 'store-reply', id: m.id, ok: false, error: (e as Error).message }
+          reply = e instanceof GatehouseError ? { gh: 'store-reply', id: m.id, ok: false, error: e.detail, code: e.code } : { gh: 'store-reply', id: m.id, ok: false, error: (e as Error).message }
         }
         if (worker.isConnected()) worker.send(reply)
       })

@@ -84,6 +84,7 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
         let started = false
         let received = 0
         let settled = false
+        let infoTimer: NodeJS.Timeout | undefined
         const finish = (err?: GatehouseError): void => {
           if (settled) return
           settled = true
@@ -100,7 +101,14 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
             if (res.destroyed) c.abort(new Error('client closed the connection'))
           },
           onResponseStart(c, statusCode, h) {
-            if (statusCode < 200) return // 1xx informational answers are not relayed
+            if (statusCode < 200) {
+              // 1xx informational answers are not relayed. undici restarts its headers timer on
+              // each, so an upstream sending 1xx forever would hold the client: the final status
+              // must come within one headers timeout of the first 1xx.
+              infoTimer ??= setTimeout(() => c.abort(new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: 'no final status after a 1xx answer' })), o.timeouts.headers)
+              return
+            }
+            if (infoTimer !== undefined) clearTimeout(infoTimer)
             const declaredLen = Number(h['content-length'] ?? NaN)
             if (o.maxResponseBody > 0 && declaredLen > o.maxResponseBody) {
               const err = new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${declaredLen}` })
@@ -130,6 +138,7 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
             finish()
           },
           onResponseError(_c, err) {
+            if (infoTimer !== undefined) clearTimeout(infoTimer)
             if (!started) {
               finish(translate(err))
               return
@@ -187,6 +196,7 @@ export function translate(e: unknown): GatehouseError {
   if (inner instanceof GatehouseError) return inner
   if (TIMEOUT.has(code)) return new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: code, cause: e })
   if (REFUSED.has(code)) return new GatehouseError('ERR_UPSTREAM_UNAVAILABLE', { detail: code, cause: e })
-  if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new GatehouseError('ERR_UPSTREAM_BAD_RESPONSE', { detail: code, cause: e })
+  // undici 7 leaves HTTPParserError.code undefined (its table is keyed by name): match the class.
+  if ((e as Error).name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new GatehouseError('ERR_UPSTREAM_BAD_RESPONSE', { detail: code, cause: e })
   return new GatehouseError('ERR_UPSTREAM_UNAVAILABLE', { detail: code || (err.message ?? 'unknown upstream error'), cause: e })
 }

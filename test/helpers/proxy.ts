@@ -71,7 +71,7 @@ export async function startProxy(opts: { env?: Record<string, string>; yaml?: st
     },
   })
   const logger = createLogger(r.config.log.level, sink)
-  const server = await startServer(r.config, logger)
+  const server = await startServer(r.config, logger, { load: { configPath, env, cwd: dir } })
   const ca = server.cert === undefined ? undefined : readFileSync(server.cert.certFile, 'utf8')
   const agent = new Agent({ connect: ca === undefined ? {} : { ca }, keepAliveTimeout: 1000 })
   const send = async (base: string, p: string, o: RequestOpts = {}): Promise<Reply> => {

@@ -6,7 +6,10 @@
  *   /hang              never answer (for 504)
  *   /reset             destroy the socket (for 502)
  *   /slow-body         send headers, then wait 60 s before the body
+ *   /reset-mid-body/<bytes>  declare that many bytes, send about a tenth, then reset (TCP RST)
  *   anything else      200 JSON of what was received
+ * Each record also tells whether the request body arrived whole (`complete`) or the request was
+ * cut before its end (`aborted`), so a test can assert that a request never completed upstream.
  */
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
@@ -17,6 +20,10 @@ export interface Recorded {
   headers: http.IncomingHttpHeaders
   rawHeaders: string[]
   bodyBytes: number
+  /** The whole request (headers and body) arrived. */
+  complete: boolean
+  /** The connection went away before the request was complete. */
+  aborted: boolean
 }
 
 export interface RecordingUpstream {
@@ -34,9 +41,16 @@ export async function startUpstream(): Promise<RecordingUpstream> {
   const sockets = new Set<Socket>()
   const server = http.createServer({ requestTimeout: 0 }, (req, res) => {
     const url = req.url ?? '/'
-    const rec: Recorded = { method: req.method ?? '', url, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 }
+    const rec: Recorded = { method: req.method ?? '', url, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0, complete: false, aborted: false }
     requests.push(rec)
-    if (url.startsWith('/reset')) {
+    req.once('end', () => {
+      rec.complete = true
+    })
+    req.once('close', () => {
+      if (req.complete) rec.complete = true
+      else rec.aborted = true
+    })
+    if (url.startsWith('/reset') && !url.startsWith('/reset-mid-body')) {
       req.socket.destroy()
       return
     }
@@ -62,6 +76,13 @@ export async function startUpstream(): Promise<RecordingUpstream> {
           res.end()
         }
         pump()
+        return
+      }
+      const mid = /^\/reset-mid-body\/(\d+)/.exec(url)
+      if (mid !== null) {
+        const total = Number(mid[1])
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total })
+        res.write(Buffer.alloc(Math.max(1, Math.floor(total / 10)), 0x62), () => req.socket.resetAndDestroy())
         return
       }
       if (url.startsWith('/slow-body')) {

@@ -142,13 +142,13 @@ export class JwksCache {
   async getKey(kid: string | undefined, alg: string): Promise<VerifyKey> {
     if (!this.#usable()) {
       // Join a fetch in flight (bounded by the fetch timeout), or start one after the cooldown.
-      if (this.#mayFetch()) await this.refresh()
+      if (this.#mayFetch()) await this.#awaitRefresh()
       if (!this.#usable()) throw this.#unavailable()
     }
     let jwk = this.#find(kid, alg)
     if (jwk === undefined && this.#mayFetch()) {
       // Unknown kid: maybe the issuer rotated. One shared refetch per cooldown.
-      await this.refresh()
+      await this.#awaitRefresh()
       if (!this.#usable()) throw this.#unavailable()
       jwk = this.#find(kid, alg)
     }
@@ -170,6 +170,21 @@ export class JwksCache {
       this.#inflight = undefined
     })
     return this.#inflight
+  }
+
+  /**
+   * Wait for the shared refetch, but never longer than one fetch timeout: a refetch is discovery
+   * then JWKS, and a slow issuer must not hold a request for twice the configured time. The fetch
+   * itself goes on and serves later requests.
+   */
+  #awaitRefresh(): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, this.#o.limits.timeoutMs)
+      void this.refresh().then(() => {
+        clearTimeout(t)
+        resolve()
+      })
+    })
   }
 
   #find(kid: string | undefined, alg: string): JWK | undefined {
