@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'gh-soak-'))
   const up = await startUpstream()
   const issuer = await startIssuer()
-  const env = {
+  const env: NodeJS.ProcessEnv = {
     ...process.env,
     GATEHOUSE_PORT: '0',
     GATEHOUSE_ADMIN_PORT: '0',
