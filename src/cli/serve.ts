@@ -24,6 +24,12 @@ export async function serve(configPath: string | undefined): Promise<number> {
   const r = loadOrReport(configPath)
   if (!r.ok || r.config === undefined) return 2
   const c = r.config
+  // SIGHUP's default action ends the process: until the server can reload, remember it instead.
+  let hupDuringStart = false
+  const earlyHup = (): void => {
+    hupDuringStart = true
+  }
+  process.on('SIGHUP', earlyHup)
   const workers = c.workers === 0 ? os.availableParallelism() : c.workers
   // A worker writes each line with its own write(2), so lines of different workers never interleave.
   const logger = createLogger(c.log.level, undefined, { sync: cluster.isWorker })
@@ -31,7 +37,7 @@ export async function serve(configPath: string | undefined): Promise<number> {
     for (const w of r.warnings) logger.warn(w)
     if (c.configFile === undefined) logger.info('no configuration file given (use --config proxy.yaml or GATEHOUSE_CONFIG); running on defaults and environment variables')
   }
-  if (workers > 1 && cluster.isPrimary) return runPrimary(c, workers, logger)
+  if (workers > 1 && cluster.isPrimary) return runPrimary(c, workers, logger, earlyHup)
 
   const store = cluster.isWorker ? await IpcStore.connect() : undefined
   let server
@@ -70,6 +76,8 @@ export async function serve(configPath: string | undefined): Promise<number> {
     logger.info('SIGHUP: reloading the configuration')
     void running.reload()
   })
+  process.off('SIGHUP', earlyHup)
+  if (hupDuringStart) void running.reload()
   await untilSignal(logger, cluster.isWorker)
   await server.stop().catch((e: unknown) => logger.error({ error: String(e) }, 'error while stopping'))
   flushLogs(logger)
@@ -93,7 +101,7 @@ function untilSignal(logger: Logger, worker: boolean): Promise<void> {
   })
 }
 
-async function runPrimary(c: Config, n: number, logger: Logger): Promise<number> {
+async function runPrimary(c: Config, n: number, logger: Logger, earlyHup: () => void): Promise<number> {
   // Shared files are prepared once, before any worker could race to create them.
   mkdirSync(c.stateDir, { recursive: true, mode: 0o700 })
   const k = c.authentication.apikey
@@ -115,6 +123,7 @@ async function runPrimary(c: Config, n: number, logger: Logger): Promise<number>
   })
   for (let i = 0; i < n; i++) fork()
   // Each worker reloads (and validates) on its own; the primary only passes the signal on.
+  process.off('SIGHUP', earlyHup)
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: asking every worker to reload the configuration')
     for (const w of all()) w.process.kill('SIGHUP')

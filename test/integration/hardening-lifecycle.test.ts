@@ -149,6 +149,40 @@ describe('reload: SIGHUP through the real binary', () => {
   })
 })
 
+describe('reload: SIGHUP to the primary of workers: 2 reloads every worker', () => {
+  let up: RecordingUpstream
+  let dir: string
+  let cfg: string
+  let gh: ServeProcess
+
+  before(async () => {
+    up = await startUpstream()
+    dir = mkdtempSync(path.join(tmpdir(), 'gh-reload-w-'))
+    cfg = path.join(dir, 'proxy.yaml')
+    writeFileSync(cfg, keysYaml(up.url, [K1], 'workers: 2\n'))
+    gh = await startServe({ GATEHOUSE_STATE_DIR: path.join(dir, 'state') }, { cwd: dir, args: ['--config', cfg] })
+    // startServe returns at the first worker's ready line; wait for the second.
+    await until('both workers', () => gh.stdout.filter((l) => l.includes('"gatehouse is ready"')).length >= 2, 15_000)
+  })
+  after(async () => {
+    if (gh.child.exitCode === null) gh.child.kill('SIGKILL')
+    await gh.exited
+    await up.close()
+    rmSync(dir, { recursive: true, force: true })
+    assertNoSecretsInLogs([...gh.stdout, ...gh.stderr])
+  })
+
+  it('after one SIGHUP the new key works on every connection (whichever worker takes it) and the old one nowhere', async () => {
+    writeFileSync(cfg, keysYaml(up.url, [K2], 'workers: 2\n'))
+    gh.child.kill('SIGHUP')
+    await until('both workers to reload', () => gh.stdout.filter((l) => l.includes('reloaded the configuration')).length >= 2, 10_000)
+    const results = await Promise.all(Array.from({ length: 20 }, () => get(`${gh.dataUrl}/w`, { key: K2 })))
+    assert.deepEqual(new Set(results.map((r) => r.status)), new Set([200]))
+    const old = await Promise.all(Array.from({ length: 20 }, () => get(`${gh.dataUrl}/w`, { key: K1 })))
+    assert.deepEqual(new Set(old.map((r) => r.status)), new Set([401]))
+  })
+})
+
 describe('reload: reload.watch picks up a changed API-key file', () => {
   let up: RecordingUpstream
   let gh: TestProxy
