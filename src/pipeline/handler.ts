@@ -189,6 +189,11 @@ function guardBody(ctx: RequestContext, ms: number): void {
   const socket = req.socket
   const onTimeout = (): void => {
     if (req.complete) return
+    // Paused by backpressure (the upstream reads slowly): the pause is ours, not the client's.
+    if (req.isPaused()) {
+      socket.setTimeout(ms)
+      return
+    }
     ctx.abortUpstream?.()
     if (res.headersSent) {
       socket.destroy()

@@ -395,6 +395,31 @@ describe('the state store’s disk full or read-only: login fails with 503, othe
   })
 })
 
+describe('listen.timeouts.body blames only the client', () => {
+  it('an upstream that stops reading for 2.5 s (backpressure) does not turn an 8 MiB upload into a 408 with a 1 s body timeout', async () => {
+    let received = 0
+    const slowReader = http.createServer((req, res) => {
+      req.pause()
+      setTimeout(() => {
+        req.on('data', (c: Buffer) => (received += c.length))
+        req.on('end', () => res.end('ok'))
+        req.resume()
+      }, 2500)
+    })
+    await new Promise<void>((r) => slowReader.listen(0, '127.0.0.1', r))
+    const gh = await startProxy({ yaml: `tls:\n  enabled: false\nlisten:\n  timeouts:\n    body: 1s\nupstream:\n  url: http://127.0.0.1:${(slowReader.address() as AddressInfo).port}\n` })
+    try {
+      const SIZE = 8 * 1024 * 1024
+      const r = await gh.request('/upload', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(SIZE, 7) })
+      assert.equal(r.status, 200, r.text)
+      assert.equal(received, SIZE)
+    } finally {
+      await gh.stop()
+      await new Promise<void>((r) => slowReader.close(() => r()))
+    }
+  })
+})
+
 describe('drain: SIGTERM lets a long stream finish within the grace period', () => {
   it('a 1.5 s streamed download in flight completes in full; new connections are refused meanwhile', async () => {
     const CHUNKS = 20
