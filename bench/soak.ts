@@ -97,7 +97,10 @@ async function main(): Promise<void> {
   let access = 0
   const dataUrl = await new Promise<string>((resolve, reject) => {
     let buf = ''
-    const t = setTimeout(() => reject(new Error('gatehouse did not start')), 15_000)
+    const t = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error('gatehouse did not start (its "gatehouse is ready" line needs log level info)'))
+    }, 15_000)
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString('utf8')
       let i
