@@ -635,35 +635,26 @@ describe('hardening at the edge', () => {
       assert.ok(ms >= 700 && ms < 3500, `closed after ${Math.round(ms)} ms`)
     })
 
-    it('body idle timeout (1 s): a client that stalls mid-body (Content-Length) is cut off and the upstream request is aborted', async () => {
-      up.reset()
-      const c = await connect(px)
-      c.socket.write(`POST /stall HTTP/1.1\r\n${H}Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n${'b'.repeat(100)}`)
-      const t0 = performance.now()
-      const at = await c.closed(4000)
-      c.socket.destroy()
-      assert.ok(at !== undefined, 'still open 4 s after the body stalled')
-      const ms = at - t0
-      assert.ok(ms >= 700 && ms < 3500, `cut after ${Math.round(ms)} ms`)
-      assertTimedOut(c)
-      assert.ok(await waitFor(() => up.requests.length > 0 && up.requests.every((r) => r.aborted), 2000), `upstream: ${JSON.stringify(up.requests.map((r) => ({ url: r.url, complete: r.complete, aborted: r.aborted })))}`)
-      for (const r of up.requests) assert.equal(r.complete, false)
-    })
-
-    it('body idle timeout (1 s): a client that stalls mid-body (chunked) is cut off and the upstream request is aborted', async () => {
-      up.reset()
-      const c = await connect(px)
-      c.socket.write(`POST /stall-chunked HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n64\r\n${'b'.repeat(100)}\r\n`)
-      const t0 = performance.now()
-      const at = await c.closed(4000)
-      c.socket.destroy()
-      assert.ok(at !== undefined, 'still open 4 s after the body stalled')
-      const ms = at - t0
-      assert.ok(ms >= 700 && ms < 3500, `cut after ${Math.round(ms)} ms`)
-      assertTimedOut(c)
-      assert.ok(await waitFor(() => up.requests.length > 0 && up.requests.every((r) => r.aborted), 2000), `upstream: ${JSON.stringify(up.requests.map((r) => ({ url: r.url, complete: r.complete, aborted: r.aborted })))}`)
-      for (const r of up.requests) assert.equal(r.complete, false)
-    })
+    const stalls: [string, string, string][] = [
+      ['Content-Length', '/stall', `Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n${'b'.repeat(100)}`],
+      ['chunked', '/stall-chunked', `Transfer-Encoding: chunked\r\n\r\n64\r\n${'b'.repeat(100)}\r\n`],
+    ]
+    for (const [framing, target, rest] of stalls) {
+      it(`body idle timeout (1 s): a client that stalls mid-body (${framing}) is cut off and the upstream request is aborted`, async () => {
+        up.reset()
+        const c = await connect(px)
+        c.socket.write(`POST ${target} HTTP/1.1\r\n${H}${rest}`)
+        const t0 = performance.now()
+        const at = await c.closed(4000)
+        c.socket.destroy()
+        assert.ok(at !== undefined, 'still open 4 s after the body stalled')
+        const ms = at - t0
+        assert.ok(ms >= 700 && ms < 3500, `cut after ${Math.round(ms)} ms`)
+        assertTimedOut(c)
+        assert.ok(await waitFor(() => up.requests.length > 0 && up.requests.every((r) => r.aborted), 2000), `upstream: ${JSON.stringify(up.requests.map((r) => ({ url: r.url, complete: r.complete, aborted: r.aborted })))}`)
+        for (const r of up.requests) assert.equal(r.complete, false)
+      })
+    }
 
     it('…a body whose pauses stay under the idle timeout passes even when the whole upload takes longer: 200', async () => {
       up.reset()

@@ -49,29 +49,47 @@ function keysYaml(upstream: string, keys: string[], extra = ''): string {
   return `tls:\n  enabled: false\nupstream:\n  url: ${upstream}\nauthentication:\n  apikey:\n    enabled: true\n    allowedKeys: [${keys.join(', ')}]\n    users: [alice]\n${extra}`
 }
 
+/** The real binary with a config file in a temp dir and a recording upstream; `stop` cleans up. */
+interface Served {
+  up: RecordingUpstream
+  cfg: string
+  gh: ServeProcess
+  stop(): Promise<void>
+}
+
+async function serveWithConfig(extraYaml = ''): Promise<Served> {
+  const up = await startUpstream()
+  const dir = mkdtempSync(path.join(tmpdir(), 'gh-reload-'))
+  const cfg = path.join(dir, 'proxy.yaml')
+  writeFileSync(cfg, keysYaml(up.url, [K1], extraYaml))
+  const gh = await startServe({ GATEHOUSE_STATE_DIR: path.join(dir, 'state') }, { cwd: dir, args: ['--config', cfg] })
+  return {
+    up,
+    cfg,
+    gh,
+    async stop() {
+      if (gh.child.exitCode === null) gh.child.kill('SIGKILL')
+      await gh.exited
+      await up.close()
+      rmSync(dir, { recursive: true, force: true })
+      assertNoSecretsInLogs([...gh.stdout, ...gh.stderr])
+    },
+  }
+}
+
 describe('reload: SIGHUP through the real binary', () => {
   let up: RecordingUpstream
-  let dir: string
   let cfg: string
   let gh: ServeProcess
+  let served: Served
 
   before(async () => {
     usedSecrets.add(K1)
     usedSecrets.add(K2)
-    up = await startUpstream()
-    dir = mkdtempSync(path.join(tmpdir(), 'gh-reload-'))
-    cfg = path.join(dir, 'proxy.yaml')
-    writeFileSync(cfg, keysYaml(up.url, [K1]))
-    gh = await startServe({ GATEHOUSE_STATE_DIR: path.join(dir, 'state') }, { cwd: dir, args: ['--config', cfg] })
+    served = await serveWithConfig()
+    ;({ up, cfg, gh } = served)
   })
-
-  after(async () => {
-    if (gh.child.exitCode === null) gh.child.kill('SIGKILL')
-    await gh.exited
-    await up.close()
-    rmSync(dir, { recursive: true, force: true })
-    assertNoSecretsInLogs([...gh.stdout, ...gh.stderr])
-  })
+  after(() => served.stop())
 
   const logged = (msg: string): number => gh.stdout.filter((l) => l.includes(msg)).length
 
@@ -151,26 +169,17 @@ describe('reload: SIGHUP through the real binary', () => {
 
 describe('reload: SIGHUP to the primary of workers: 2 reloads every worker', () => {
   let up: RecordingUpstream
-  let dir: string
   let cfg: string
   let gh: ServeProcess
+  let served: Served
 
   before(async () => {
-    up = await startUpstream()
-    dir = mkdtempSync(path.join(tmpdir(), 'gh-reload-w-'))
-    cfg = path.join(dir, 'proxy.yaml')
-    writeFileSync(cfg, keysYaml(up.url, [K1], 'workers: 2\n'))
-    gh = await startServe({ GATEHOUSE_STATE_DIR: path.join(dir, 'state') }, { cwd: dir, args: ['--config', cfg] })
+    served = await serveWithConfig('workers: 2\n')
+    ;({ up, cfg, gh } = served)
     // startServe returns at the first worker's ready line; wait for the second.
     await until('both workers', () => gh.stdout.filter((l) => l.includes('"gatehouse is ready"')).length >= 2, 15_000)
   })
-  after(async () => {
-    if (gh.child.exitCode === null) gh.child.kill('SIGKILL')
-    await gh.exited
-    await up.close()
-    rmSync(dir, { recursive: true, force: true })
-    assertNoSecretsInLogs([...gh.stdout, ...gh.stderr])
-  })
+  after(() => served.stop())
 
   it('after one SIGHUP the new key works on every connection (whichever worker takes it) and the old one nowhere', async () => {
     writeFileSync(cfg, keysYaml(up.url, [K2], 'workers: 2\n'))
