@@ -117,9 +117,19 @@ async function main(): Promise<void> {
     child.stderr.on('data', (d: Buffer) => process.stderr.write(d))
   })
   const pid = child.pid as number
+  // Interrupted: take the proxy down with us (it is ours, by PID).
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      child.kill('SIGKILL')
+      process.exit(130)
+    })
+  }
   log(`gatehouse pid ${pid} at ${dataUrl}; load for ${MINUTES} min with ${CONCURRENCY} clients`)
 
-  const good = await Promise.all(Array.from({ length: 50 }, (_, i) => issuer.sign({ sub: `user-${i}`, aud: 'gatehouse' })))
+  // The pool must outlive the run: an expired pool turns honest traffic into failed credentials,
+  // and the failure throttle then blocks the honest address.
+  const exp = Math.floor(Date.now() / 1000) + MINUTES * 60 + 3600
+  const good = await Promise.all(Array.from({ length: 50 }, (_, i) => issuer.sign({ sub: `user-${i}`, aud: 'gatehouse', exp })))
   const expired = await issuer.sign({ sub: 'late', aud: 'gatehouse', exp: Math.floor(Date.now() / 1000) - 3600, iat: Math.floor(Date.now() / 1000) - 7200 })
   // Valid traffic from 127.0.0.1; guessers from 127.0.0.2, which the failure throttle blocks.
   const honest = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 4_000, localAddress: '127.0.0.1' })
@@ -207,6 +217,9 @@ async function main(): Promise<void> {
   const last = samples.at(-1) as (typeof samples)[number]
   const loaded = samples.slice(0, -1)
   const maxRss = Math.max(...samples.map((s) => s.rssMiB))
+  // Honest traffic must only ever see 200; anything else means the run measured something else.
+  const honestKinds = ['key', 'jwt', 'jwt-first-sight', 'anonymous', 'upload-64k', 'download-1m', 'download-abandoned']
+  const off = [...statuses.entries()].filter(([k]) => honestKinds.includes(k.split(' ')[0] as string) && k.split(' ')[1] !== '200')
   const lines = [
     `# Soak run — ${new Date().toISOString().slice(0, 10)}`,
     '',
@@ -214,6 +227,8 @@ async function main(): Promise<void> {
     '',
     `RSS after warm-up (t=${afterWarm?.t}s) ${afterWarm?.rssMiB} MiB, at the end of the load ${loaded.at(-1)?.rssMiB} MiB, max ${maxRss} MiB; after the load ${last.rssMiB} MiB.`,
     `Open file descriptors: before the load ${samples[0]?.fds}, during ${Math.min(...loaded.map((s) => s.fds))}–${Math.max(...loaded.map((s) => s.fds))}, after the load and the keep-alive timeout ${last.fds}. Access lines written: ${access}.`,
+    '',
+    off.length === 0 ? 'Every honest request (valid key or JWT, anonymous) got 200; guessers got 401 until the failure throttle answered 429.' : `WARNING: honest requests failed: ${off.map(([k, v]) => `${k} ×${v}`).join(', ')}`,
     '',
     '| t (s) | RSS (MiB) | open FDs | requests so far |',
     '| ---: | ---: | ---: | ---: |',
