@@ -65,7 +65,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       ctx.abortUpstream?.()
       if (accessLog) logAccess(logger, ctx)
     })
-    if (state.draining) res.setHeader('connection', 'close')
+    // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its sessions get GOAWAY on stop().
+    if (state.draining && req.httpVersionMajor < 2) res.setHeader('connection', 'close')
     run(ctx).catch((e: unknown) => sendError(ctx, asGatehouseError(e)))
   }
 

@@ -26,7 +26,7 @@ export function sendError(ctx: RequestContext, err: GatehouseError): void {
     headers['www-authenticate'] = ctx.credential !== undefined || err.code === 'ERR_INVALID_TOKEN' ? 'Bearer realm="gatehouse", error="invalid_token"' : 'Bearer realm="gatehouse"'
   }
   // An unread request body is never forwarded; closing is cheaper than draining it.
-  if (!ctx.req.complete) headers.connection = 'close'
+  if (!ctx.req.complete && ctx.req.httpVersionMajor < 2) headers.connection = 'close'
   if (err.headers !== undefined) Object.assign(headers, err.headers)
   res.writeHead(err.status, headers)
   res.end(ctx.req.method === 'HEAD' ? undefined : body)

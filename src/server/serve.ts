@@ -23,11 +23,18 @@ import { errorBody, GatehouseError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { createHandler, type ServeState } from '../pipeline/handler.ts'
 import type { CertSource } from './tls.ts'
+// issue 7: HTTP/2, gRPC, WebSocket
+import { createGrpcHandler } from '../pipeline/grpc.ts'
+import { createUpgradeHandler } from '../pipeline/upgrade.ts'
+import { createGrpcUpstream } from '../upstream/grpc.ts'
+import { createDataH2, createGrpcListener, routeAlpn, routeH2c, type H2Sessions } from './h2.ts'
 
 /** A running gatehouse. */
 export interface RunningServer {
   readonly dataUrl: string
   readonly adminUrl: string | undefined
+  /** The gRPC-only listener (`grpcListener.enabled`), e.g. `https://127.0.0.1:50051`. */
+  readonly grpcUrl?: string | undefined
   readonly state: ServeState
   /** The certificate in use (undefined when TLS is off). */
   readonly cert: CertSource | undefined
@@ -78,9 +85,11 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
 
   let data: http.Server
   let admin: http.Server | undefined
+  // issue 7: ALPN offers h2 next to http/1.1 on the data listener (docs/http2.md)
+  const alpn = config.http2.enabled ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}
   if (certs !== undefined) {
     const opts = await certs.options()
-    data = https.createServer({ ...opts, ...SERVER_OPTIONS }, handler)
+    data = https.createServer({ ...opts, ...SERVER_OPTIONS, ...alpn }, handler)
     if (config.admin.enabled) admin = https.createServer({ ...opts, ...SERVER_OPTIONS }, adminHandler)
   } else {
     data = http.createServer(SERVER_OPTIONS, handler)
@@ -103,7 +112,36 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     })
   }
 
+  // --- issue 7: HTTP/2 + gRPC on the data listener, WebSocket upgrades, the gRPC-only listener
+  const grpcUpstream = config.upstream.grpcUrl === undefined || config.upstream.grpcUrl === '' ? undefined : createGrpcUpstream({ url: config.upstream.grpcUrl, caFile: config.upstream.caFile, trust, connectTimeout: config.upstream.timeouts.connect })
+  const live = (): { runtime: typeof runtime; forwarder: typeof forwarder; grpc: typeof grpcUpstream } => ({ runtime, forwarder, grpc: grpcUpstream })
+  const onGrpc = createGrpcHandler({ live, logger, state })
+  const h2Servers: H2Sessions[] = []
+  if (config.http2.enabled) {
+    const h2 = createDataH2(certs !== undefined, config.http2, handler, onGrpc, logger)
+    h2Servers.push(h2)
+    if (certs !== undefined) routeAlpn(data as https.Server, h2)
+    else routeH2c(data, h2, SERVER_OPTIONS.headersTimeout)
+  }
+  const upgrades = createUpgradeHandler({ live, logger, state, handler, trust })
+  data.on('upgrade', upgrades.onUpgrade)
+  let grpcServer: H2Sessions | undefined
+  if (config.grpcListener.enabled) {
+    grpcServer = createGrpcListener(certs === undefined ? undefined : await certs.options(), config.http2, onGrpc, logger)
+    h2Servers.push(grpcServer)
+  }
+  // --- end issue 7
+
   await listen(data, config.listen.port, config.listen.address)
+  if (grpcServer !== undefined) {
+    try {
+      await listen(grpcServer.server as unknown as http.Server, config.grpcListener.port, config.grpcListener.address)
+    } catch (e) {
+      data.close()
+      oidc.stop()
+      throw e
+    }
+  }
   if (admin !== undefined) {
     try {
       await listen(admin, config.admin.port, config.admin.address)
@@ -121,7 +159,8 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   }
   const dataUrl = url(data, config.listen.address)
   const adminUrl = admin === undefined ? undefined : url(admin, config.admin.address)
-  certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server])])
+  certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server]), ...(grpcServer === undefined ? [] : [grpcServer.server as unknown as https.Server])])
+  const grpcListenerUrl = grpcServer === undefined ? undefined : url(grpcServer.server as unknown as http.Server, config.grpcListener.address)
   // Another worker changed a runtime setting: apply it here too.
   store.onSettingChange?.((key) => {
     if (key === 'tls') void certs?.reload()
@@ -138,6 +177,9 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
       logger.info({ inflight: state.inflight, graceMs }, 'draining: no new connections; waiting for in-flight requests')
       const closed = new Promise<void>((resolve) => data.close(() => resolve()))
       data.closeIdleConnections()
+      // issue 7: HTTP/2 sessions get GOAWAY (streams in flight finish); the gRPC listener stops accepting.
+      const grpcClosed = grpcServer === undefined ? Promise.resolve() : new Promise<void>((resolve) => (grpcServer as H2Sessions).server.close(() => resolve()))
+      for (const h of h2Servers) h.drain()
       const deadline = Date.now() + graceMs
       while (state.inflight > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25))
@@ -145,7 +187,11 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
       }
       if (state.inflight > 0) logger.warn({ inflight: state.inflight }, 'grace period over; closing the remaining connections')
       data.closeAllConnections()
+      for (const h of h2Servers) h.destroyAll()
+      upgrades.closeAll()
       await closed
+      await grpcClosed
+      await grpcUpstream?.close()
       stopWatching()
       oidc.stop()
       if (admin !== undefined) {
@@ -161,7 +207,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     return stopping
   }
 
-  return { dataUrl, adminUrl, state, cert: certs?.fileSource, stop }
+  return { dataUrl, adminUrl, grpcUrl: grpcListenerUrl, state, cert: certs?.fileSource, stop }
 }
 
 function listen(server: http.Server, port: number, address: string): Promise<void> {
