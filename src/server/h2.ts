@@ -144,6 +144,9 @@ export function createDataH2(tls: boolean, l: Http2Limits, handler: CompatHandle
       return
     }
     if (isGrpcContentType(req.headers['content-type'])) {
+      // The stream is driven directly (trailers-only answers, relayed trailers); the compat
+      // response would send its own (empty) trailers on 'wantTrailers'.
+      req.stream.removeAllListeners('wantTrailers')
       onGrpc({ stream: req.stream, headers: req.headers, rawHeaders: req.rawHeaders, body: req, listener: 'data' })
       return
     }

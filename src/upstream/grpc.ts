@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2'
+import { isIP } from 'node:net'
 import { rootCertificates } from 'node:tls'
 import type { OutboundTrust } from './trust.ts'
 
@@ -40,7 +41,9 @@ export function createGrpcUpstream(o: GrpcUpstreamOptions): GrpcUpstream {
 
   const connect = (): ClientHttp2Session => {
     const extra = [fileCa, o.trust?.extraCa].filter((x): x is string => x !== undefined)
-    const s = http2.connect(origin, tls ? { ...(extra.length === 0 ? {} : { ca: [...rootCertificates, ...extra] }), servername: u.hostname.replace(/^\[|\]$/g, '') } : {})
+    const host = u.hostname.replace(/^\[|\]$/g, '')
+    // SNI only for names (RFC 6066 §3: never an IP literal).
+    const s = http2.connect(origin, tls ? { ...(extra.length === 0 ? {} : { ca: [...rootCertificates, ...extra] }), ...(isIP(host) === 0 ? { servername: host } : {}) } : {})
     const timer = setTimeout(() => {
       if (!s.connecting) return
       const e = Object.assign(new Error(`gRPC upstream: no connection within ${o.connectTimeout} ms`), { code: 'ETIMEDOUT' })
