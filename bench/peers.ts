@@ -11,7 +11,7 @@
  *                   when wrk is absent; exits non-zero unless gatehouse refuses every bad credential
  *                   and accepts the good one. < 30 s, no results file.
  *   --only a,b      only these candidate ids (nginx, haproxy, haproxy-jwt, apache-oidc, node-undici,
- *                   node-jose, gh-anon, gh-apikey, gh-jwt, gh-jwt-first, gh-local)
+ *                   node-jose, gh-anon, gh-apikey, gh-jwt, gh-jwt-first, gh-local; gh-h2 = the h2load table)
  *   --keep          keep the temp dir (configs and logs) for inspection
  *   --node-load     use the Node/undici load loop even when wrk is installed
  *
@@ -35,6 +35,7 @@ import path from 'node:path'
 import { startIssuer, type TestIssuer } from '../test/helpers/issuer.ts'
 import { generateSelfSignedCertificate } from '../src/server/selfsigned.ts'
 import { ALL, FIRST_SIGHT_CACHE, ROOT, ghAnon, ghApiKey, ghJwt, startUpstream, type Candidate, type Ctx, type Running } from './lib/candidates.ts'
+import { runH2load } from './lib/h2load.ts'
 import { ensurePackages, onPath } from './lib/install.ts'
 import { runNodeLoad, runWrk, stopLoad, type LoadOptions, type LoadResult } from './lib/load.ts'
 import { coreBusy, cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, rssSampler, stopAll, stopProc, type Proc } from './lib/proc.ts'
@@ -312,6 +313,46 @@ async function main(): Promise<number> {
     sections.push({ title, rows })
   }
 
+  // --- HTTP/2 (h2load) next to HTTP/1.1, gatehouse with an API key ------------------------
+  // Not in the smoke run (CI must not need h2load); skipped with a note when h2load is absent.
+  const h2Rows: string[] = []
+  if (!SMOKE && (ONLY === undefined || ONLY.has('gh-h2'))) {
+    if (!onPath('h2load')) problems.push('h2load (Debian nghttp2-client) is not installed: the HTTP/2 table is not run')
+    else {
+      for (const tls of [false, true]) {
+        const run = await ghApiKey.start(ctx, tls)
+        try {
+          for (const [label, h1, streams] of [
+            ['HTTP/1.1', true, 1],
+            ['HTTP/2, 1 stream per connection', false, 1],
+            ['HTTP/2, 10 streams per connection', false, 10],
+          ] as const) {
+            const o = { url: `${run.url}/bench`, h1, connections: CONNECTIONS, streams, seconds: PLAN.warmSecs, auth: run.auth, cpu: LOAD_CPU }
+            await runH2load(o)
+            const rps: number[] = []
+            const cpuUs: number[] = []
+            const mean: number[] = []
+            let failed = 0
+            for (let round = 0; round < PLAN.rounds; round++) {
+              const before = cpuSnapshot(run.proc.pid)
+              const r = await runH2load({ ...o, seconds: PLAN.secs })
+              const cpu = cpuDelta(before, cpuSnapshot(run.proc.pid))
+              rps.push(r.rps)
+              cpuUs.push(r.succeeded > 0 ? (cpu * 1e6) / r.succeeded : NaN)
+              mean.push(r.meanUs)
+              failed += r.failed
+            }
+            const med = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN
+            h2Rows.push(`| ${tls ? 'TLS' : 'plain (h2c)'} | ${label} | ${med(rps).toFixed(0)} | ${med(cpuUs).toFixed(1)} | ${(med(mean) / 1000).toFixed(2)} | ${failed} |`)
+            log(`h2load ${tls ? 'TLS' : 'plain'} ${label}: ${med(rps).toFixed(0)} req/s, ${med(cpuUs).toFixed(1)} µs/req`)
+          }
+        } finally {
+          await stopProc(run.proc)
+        }
+      }
+    }
+  }
+
   // --- report ---------------------------------------------------------------------------
   const git = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || '?'
   const dirty = (spawnSync('git', ['-C', ROOT, 'status', '--porcelain', 'src'], { encoding: 'utf8' }).stdout ?? '').trim() !== ''
@@ -346,6 +387,18 @@ async function main(): Promise<number> {
           : `Other processes on the machine used more than 5% of CPU 1 during some measurements of: ${noisy.join(', ')} — those figures are noisier (medians and the min column resist it).`,
       )
     }
+  }
+  if (h2Rows.length > 0) {
+    out.push('')
+    out.push('## HTTP/2 and HTTP/1.1 through gatehouse (h2load)')
+    out.push('')
+    out.push(
+      `gatehouse with an API key, h2load ${version('h2load', ['--version'], /nghttp2\/(\S+)/)} -t1 -c${CONNECTIONS} ${pin ? 'on CPU 0' : ''}; ${PLAN.rounds} round(s) × ${PLAN.secs} s after a ${PLAN.warmSecs} s warm-up, medians. HTTP/2 is terminated by gatehouse and forwarded to the upstream over HTTP/1.1 (undici pool). Plain = prior-knowledge h2c; TLS = ALPN.`,
+    )
+    out.push('')
+    out.push('| listener | protocol | req/s | CPU µs/req | mean ms | failed |')
+    out.push('| --- | --- | ---: | ---: | ---: | ---: |')
+    out.push(...h2Rows)
   }
   out.push('')
   out.push('## Notes')

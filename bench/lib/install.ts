@@ -11,6 +11,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs'
 /** What the harness needs from Debian, and how to tell it is there. */
 export const PEER_PACKAGES: { pkg: string; present: () => boolean }[] = [
   { pkg: 'wrk', present: () => onPath('wrk') },
+  { pkg: 'nghttp2-client', present: () => onPath('h2load') },
   { pkg: 'nginx', present: () => onPath('nginx') },
   { pkg: 'haproxy', present: () => onPath('haproxy') },
   { pkg: 'apache2', present: () => onPath('apache2') && existsSync('/usr/lib/apache2/modules/mod_proxy_http.so') },

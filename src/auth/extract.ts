@@ -33,7 +33,7 @@ export const MAX_TOKEN_LENGTH = 16 * 1024
  * @throws GatehouseError ERR_INVALID_TOKEN for a non-Bearer or empty Authorization header,
  *   ERR_AMBIGUOUS_CREDENTIAL for more than one credential.
  */
-export function extractCredential(req: IncomingMessage, query: string, opts: ExtractOptions): { credential: Credential | undefined; query: string } {
+export function extractCredential(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>, query: string, opts: ExtractOptions): { credential: Credential | undefined; query: string } {
   const found: Credential[] = []
   const auth = req.headers.authorization
   if (auth !== undefined) {

@@ -12,7 +12,6 @@
  * trusted proxy, the address is the right-most X-Forwarded-For entry that is not itself a
  * trusted proxy. The table is an LRU with a fixed size, so memory stays bounded.
  */
-import type { IncomingMessage } from 'node:http'
 import { isIPv6, type BlockList } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { GatehouseError } from '../errors.ts'
@@ -73,19 +72,16 @@ export class FailureThrottle {
   }
 }
 
-/** The throttling key of a request: see the module comment. */
-export function clientKey(req: IncomingMessage, trusted: BlockList | undefined): string {
-  let addr = req.socket.remoteAddress ?? ''
-  if (trusted !== undefined && addr !== '' && isTrusted(trusted, addr)) {
-    const xff = req.headers['x-forwarded-for']
-    if (typeof xff === 'string') {
-      const hops = xff.split(',')
-      for (let i = hops.length - 1; i >= 0; i--) {
-        const hop = (hops[i] as string).trim()
-        if (hop === '') continue
-        addr = hop
-        if (!isTrusted(trusted, hop)) break
-      }
+/** The throttling key of a request (see the module comment) from its peer and X-Forwarded-For. */
+export function clientKey(remoteAddress: string | undefined, forwardedFor: unknown, trusted: BlockList | undefined): string {
+  let addr = remoteAddress ?? ''
+  if (trusted !== undefined && addr !== '' && isTrusted(trusted, addr) && typeof forwardedFor === 'string') {
+    const hops = forwardedFor.split(',')
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = (hops[i] as string).trim()
+      if (hop === '') continue
+      addr = hop
+      if (!isTrusted(trusted, hop)) break
     }
   }
   return addressKey(addr)

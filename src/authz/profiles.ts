@@ -17,7 +17,32 @@ export interface Classification {
 export interface Profile {
   readonly name: ProfileName
   classify(method: string, path: string): Classification
+  /** Classify a gRPC call by its method path `/package.Service/Method` (docs/http2.md). */
+  classifyGrpc(path: string): Classification
 }
+
+// gRPC's standard health check (grpc/grpc doc/health-checking.md) is public under every profile,
+// like the REST liveness paths: probes carry no credential.
+const GRPC_HEALTH_CHECK = '/grpc.health.v1.Health/Check'
+
+/** Shared gRPC rule: the health check is public; `reads` are reads; every other method is a write. */
+function grpcClassifier(profile: ProfileName, reads: ReadonlySet<string>): (path: string) => Classification {
+  return (path) => {
+    if (path === GRPC_HEALTH_CHECK) return { access: 'public', rule: `${profile}: gRPC ${path} is public` }
+    if (reads.has(path)) return { access: 'read', rule: `${profile}: gRPC ${path} is a read` }
+    return { access: 'write', rule: `${profile}: gRPC ${path} is a write` }
+  }
+}
+
+// SPEC §6: Weaviate's read RPCs (weaviate.v1.Weaviate, v1/weaviate.proto).
+const WEAVIATE_GRPC_READS = new Set(['/weaviate.v1.Weaviate/Search', '/weaviate.v1.Weaviate/Aggregate', '/weaviate.v1.Weaviate/TenantsGet'])
+// Qdrant's read RPCs, mirroring its REST reads (qdrant/lib/api/src/grpc/proto/points_service.proto,
+// collections_service.proto); qdrant.Qdrant/HealthCheck is its public health probe.
+const QDRANT_GRPC_READS = new Set([
+  ...['Get', 'Count', 'Scroll', 'Search', 'SearchBatch', 'SearchGroups', 'Recommend', 'RecommendBatch', 'RecommendGroups', 'Discover', 'DiscoverBatch', 'Query', 'QueryBatch', 'QueryGroups', 'Facet', 'SearchMatrixPairs', 'SearchMatrixOffsets'].map((m) => `/qdrant.Points/${m}`),
+  ...['Get', 'List', 'CollectionExists', 'ListAliases', 'ListCollectionAliases', 'CollectionClusterInfo'].map((m) => `/qdrant.Collections/${m}`),
+])
+const qdrantGrpc = grpcClassifier('qdrant', QDRANT_GRPC_READS)
 
 const isGetHead = (m: string): boolean => m === 'GET' || m === 'HEAD'
 
@@ -28,6 +53,8 @@ const GENERIC: Profile = {
       ? { access: 'read', rule: 'generic: GET/HEAD/OPTIONS is a read' }
       : { access: 'write', rule: `generic: ${method} is a write` }
   },
+  // No method list to go by: every RPC but the health check needs the write role.
+  classifyGrpc: grpcClassifier('generic', new Set()),
 }
 
 // Weaviate's POST reads (W23; usecases/auth/authorization/docs/auth_calls.md).
@@ -62,6 +89,7 @@ const WEAVIATE: Profile = {
     }
     return { access: 'write', rule: `weaviate: ${method} ${path} is a write` }
   },
+  classifyGrpc: grpcClassifier('weaviate', WEAVIATE_GRPC_READS),
 }
 
 // Qdrant's read-only POST endpoints under /collections/{c}/points (SPEC §6).
@@ -94,6 +122,10 @@ const QDRANT: Profile = {
       if (m !== null && QDRANT_POINT_READS.has(m[2] ?? '')) return { access: 'read', rule: `qdrant: POST ${path} is a read` }
     }
     return { access: 'write', rule: `qdrant: ${method} ${path} is a write` }
+  },
+  classifyGrpc(path) {
+    if (path === '/qdrant.Qdrant/HealthCheck') return { access: 'public', rule: `qdrant: gRPC ${path} is public` }
+    return qdrantGrpc(path)
   },
 }
 

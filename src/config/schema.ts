@@ -101,6 +101,21 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_ADMIN_ADDRESS')] }),
     port: leaf('int', 14000, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_ADMIN_PORT')] }),
   }),
+  // --- issue 7: HTTP/2, gRPC (one contiguous block)
+  http2: group('HTTP/2 on the data listener: ALPN h2 with TLS, prior-knowledge h2c without; HTTP/1.1 stays available.', {
+    enabled: leaf('bool', true, 'Offer HTTP/2 (and with it gRPC) on the data listener.', { env: [gh('GATEHOUSE_HTTP2_ENABLED')] }),
+    maxConcurrentStreams: leaf('int', 100, 'Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).', { min: 1, max: 10_000 }),
+    maxHeaderListSize: leaf('size', 16 * 1024, 'Largest header list of one HTTP/2 request, as Node’s HTTP/1.1 header limit (16 KiB).', { min: 1024, max: 1024 * 1024 }),
+    maxSessionRejectedStreams: leaf('int', 100, 'Streams a connection may have refused (over the concurrency limit) before it is closed.', { min: 1, max: 100_000 }),
+    maxResets: leaf('int', 200, 'Client stream resets (RST_STREAM) one connection may send per resetWindow before it is closed with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).', { min: 1, max: 1_000_000 }),
+    resetWindow: leaf('duration', 10 * SECOND, 'The window maxResets counts in.', { min: 100, max: 3_600_000 }),
+  }),
+  grpcListener: group('An extra listener that serves only gRPC (HTTP/2), for clients that expect a gRPC port of its own (Weaviate’s 50051). Same TLS as the data listener.', {
+    enabled: leaf('bool', false, 'Run the gRPC listener.', { env: [gh('GATEHOUSE_GRPC_ENABLED')] }),
+    address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_GRPC_ADDRESS')] }),
+    port: leaf('int', 50051, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_GRPC_PORT')] }),
+  }),
+  // --- end issue 7
   workers: leaf('int', 1, 'Worker processes sharing the listeners (node:cluster); 0 = one per CPU. State (users, lockout, revocation) is shared through the primary.', {
     min: 0,
     max: 64,

@@ -28,6 +28,17 @@ export interface Config {
     /** Poll interval for certificate file changes, in ms; 0 turns watching off. */
     readonly watchInterval: number
   }
+  // issue 7: HTTP/2 and gRPC
+  readonly http2: {
+    readonly enabled: boolean
+    readonly maxConcurrentStreams: number
+    readonly maxHeaderListSize: number
+    readonly maxSessionRejectedStreams: number
+    readonly maxResets: number
+    /** ms */
+    readonly resetWindow: number
+  }
+  readonly grpcListener: { readonly enabled: boolean; readonly address: string; readonly port: number }
   readonly workers: number
   readonly stateDir: string
   readonly log: { readonly level: LogLevel; readonly access: boolean }

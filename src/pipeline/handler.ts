@@ -10,12 +10,12 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
-import { clientKey } from '../auth/throttle.ts'
 import type { Runtime } from '../config/compile.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
-import type { Forwarder } from '../upstream/forward.ts'
+import { requestHasBody, type Forwarder } from '../upstream/forward.ts'
 import type { RequestContext } from './context.ts'
+import { authenticate } from './authenticate.ts'
 import { upstreamHeaders } from './headers.ts'
 import { asGatehouseError, sendError, sendJson } from './respond.ts'
 import { parseTarget } from './target.ts'
@@ -73,7 +73,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       ctx.abortUpstream?.()
       if (accessLog) logAccess(logger, ctx)
     })
-    if (state.draining) res.setHeader('connection', 'close')
+    // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its sessions get GOAWAY on stop().
+    if (state.draining && req.httpVersionMajor < 2) res.setHeader('connection', 'close')
     run(ctx, current).catch((e: unknown) => sendError(ctx, asGatehouseError(e)))
   }
 
@@ -85,7 +86,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     const url = req.url ?? '/'
     if (url.length > rt.limits.maxUrlBytes) throw new GatehouseError('ERR_URL_TOO_LONG', { detail: `${url.length} bytes`, headers: CLOSE })
     checkHead(req, rt.limits)
-    if (rt.limits.bodyIdleMs > 0 && !req.complete && hasBody(req)) guardBody(ctx, rt.limits.bodyIdleMs)
+    // HTTP/1.1 only: an HTTP/2 stream shares its session's socket, which is not ours to time out.
+    if (rt.limits.bodyIdleMs > 0 && req.httpVersionMajor === 1 && !req.complete && requestHasBody(req)) guardBody(ctx, rt.limits.bodyIdleMs)
     // 2 · target
     const target = parseTarget(url)
     ctx.path = target.path
@@ -96,22 +98,9 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
     const wellKnown = target.path === WELL_KNOWN && (method === 'GET' || method === 'HEAD')
     ctx.classification = wellKnown ? { access: 'public', rule: 'gatehouse: OIDC discovery endpoint' } : rt.profile.classify(method, target.path)
-    // 5 · authenticate (a blocked address is answered before any verification)
-    let principal
-    if (credential !== undefined && rt.throttle !== undefined) {
-      const key = clientKey(req, rt.trustedProxies)
-      rt.throttle.check(key)
-      try {
-        const authn = rt.authenticator.authenticate(credential, ctx.classification.access)
-        principal = (authn instanceof Promise ? await authn : authn).principal
-      } catch (e) {
-        if (e instanceof GatehouseError && e.status === 401) rt.throttle.fail(key)
-        throw e
-      }
-    } else {
-      const authn = rt.authenticator.authenticate(credential, ctx.classification.access)
-      principal = (authn instanceof Promise ? await authn : authn).principal
-    }
+    // 5 · authenticate (behind the failure throttle)
+    const authn = authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'] }))
+    const principal = authn instanceof Promise ? await authn : authn
     ctx.principal = principal
     // A local account that must change its password may do nothing else (SPEC §8).
     if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
@@ -170,11 +159,6 @@ function checkHead(req: IncomingMessage, limits: Runtime['limits']): void {
     if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) throw new GatehouseError('ERR_BAD_REQUEST', { detail: 'Transfer-Encoding in an HTTP/1.0 request', headers: CLOSE })
     if (te.trim().toLowerCase() !== 'chunked') throw new GatehouseError('ERR_UNSUPPORTED_TRANSFER_CODING', { detail: 'transfer coding other than chunked', headers: CLOSE })
   }
-}
-
-function hasBody(req: IncomingMessage): boolean {
-  const cl = req.headers['content-length']
-  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
 /**

@@ -38,6 +38,9 @@ export function canonical(name: string): string {
 // Headers that can make an upstream change the method or the path it acts on.
 const ALWAYS_STRIPPED = new Set(['xhttpmethodoverride', 'xhttpmethod', 'xmethodoverride', 'xoriginalurl', 'xrewriteurl', 'xoriginaluri', 'xoriginalpath', 'xenvoyoriginalpath'])
 
+/** What the injector reads of a request: an HTTP/1.1 or HTTP/2 request, or a gRPC stream's headers. */
+export type HeaderSource = Pick<IncomingMessage, 'rawHeaders' | 'headers'> & { readonly socket: { readonly remoteAddress?: string | undefined } }
+
 /** Per-request facts the injector needs. */
 export interface InjectFacts {
   readonly principal: Principal
@@ -69,7 +72,8 @@ function classify(policy: HeaderPolicy, name: string): Kind {
   const canon = canonical(name)
   let kind: Kind
   // Expect: gatehouse answers 100-continue itself once the request is authorized (serve.ts).
-  if (HOP_BY_HOP.has(lower) || lower === 'host' || lower === 'expect') kind = KIND.DROP
+  // HTTP/2 pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`) describe this hop only.
+  if (HOP_BY_HOP.has(lower) || lower === 'host' || lower === 'expect' || lower.startsWith(':')) kind = KIND.DROP
   else if (lower === 'authorization') kind = policy.passAuthorization ? KIND.KEEP : KIND.DROP
   else if (lower === 'api-key' && policy.stripApiKeyHeader) kind = KIND.DROP
   else if (policy.fixedLower.has(lower)) kind = KIND.DROP
@@ -83,7 +87,7 @@ function classify(policy: HeaderPolicy, name: string): Kind {
 
 const trustedSockets = new WeakMap<object, boolean>()
 
-function peerIsTrusted(req: IncomingMessage, policy: HeaderPolicy): boolean {
+function peerIsTrusted(req: HeaderSource, policy: HeaderPolicy): boolean {
   if (!policy.hasTrusted) return false
   const socket = req.socket
   let t = trustedSockets.get(socket)
@@ -99,7 +103,7 @@ function peerIsTrusted(req: IncomingMessage, policy: HeaderPolicy): boolean {
  * Build the header list sent upstream: the client's headers after stripping, then the identity
  * headers. Returns a flat `[name, value, name, value, …]` array (keeps duplicates and case).
  */
-export function upstreamHeaders(req: IncomingMessage, policy: HeaderPolicy, facts: InjectFacts): string[] {
+export function upstreamHeaders(req: HeaderSource, policy: HeaderPolicy, facts: InjectFacts): string[] {
   const raw = req.rawHeaders
   const peer = req.socket.remoteAddress ?? ''
   const peerTrusted = peerIsTrusted(req, policy)
@@ -137,7 +141,8 @@ export function upstreamHeaders(req: IncomingMessage, policy: HeaderPolicy, fact
   out.push(n.authMethod, p.method)
   out.push('X-Forwarded-For', xff === undefined ? peer : `${xff}, ${peer}`)
   out.push('X-Forwarded-Proto', xfp ?? facts.proto)
-  const host = req.headers.host
+  // HTTP/2: `:authority` plays the role of Host (RFC 9113 §8.3.1).
+  const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
   if (xfh !== undefined) out.push('X-Forwarded-Host', xfh)
   else if (host !== undefined) out.push('X-Forwarded-Host', host)
   out.push(n.requestId, facts.requestId)

@@ -26,8 +26,10 @@ export function sendError(ctx: RequestContext, err: GatehouseError): void {
     headers['www-authenticate'] = ctx.credential !== undefined || err.code === 'ERR_INVALID_TOKEN' ? 'Bearer realm="gatehouse", error="invalid_token"' : 'Bearer realm="gatehouse"'
   }
   // An unread request body is never forwarded; closing is cheaper than draining it.
-  if (!ctx.req.complete) headers.connection = 'close'
+  if (!ctx.req.complete && ctx.req.httpVersionMajor < 2) headers.connection = 'close'
   if (err.headers !== undefined) Object.assign(headers, err.headers)
+  // HTTP/2 forbids connection-specific fields (RFC 9113 §8.2.2); a "close" there is a no-op anyway.
+  if (ctx.req.httpVersionMajor >= 2) delete headers.connection
   res.writeHead(err.status, headers)
   res.end(ctx.req.method === 'HEAD' ? undefined : body)
 }

@@ -22,6 +22,9 @@ export const RESTART_ONLY: readonly string[] = [
   'stateDir',
   'limits.maxHeaderBytes',
   'authentication.local',
+  'upstream.grpcUrl',
+  'http2',
+  'grpcListener',
 ]
 
 /** The outcome of comparing the running configuration with a newly loaded one. */

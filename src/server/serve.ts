@@ -25,11 +25,18 @@ import type { Logger } from '../log.ts'
 import { createHandler, type Live, type ServeState } from '../pipeline/handler.ts'
 import { planReload, touches } from './reload.ts'
 import type { CertSource } from './tls.ts'
+// issue 7: HTTP/2, gRPC, WebSocket
+import { createGrpcHandler } from '../pipeline/grpc.ts'
+import { createUpgradeHandler } from '../pipeline/upgrade.ts'
+import { createGrpcUpstream } from '../upstream/grpc.ts'
+import { createDataH2, createGrpcListener, routeAlpn, routeH2c, type H2Sessions } from './h2.ts'
 
 /** A running gatehouse. */
 export interface RunningServer {
   readonly dataUrl: string
   readonly adminUrl: string | undefined
+  /** The gRPC-only listener (`grpcListener.enabled`), e.g. `https://127.0.0.1:50051`. */
+  readonly grpcUrl?: string | undefined
   readonly state: ServeState
   /** The certificate in use (undefined when TLS is off). */
   readonly cert: CertSource | undefined
@@ -113,9 +120,11 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
 
   let data: http.Server
   let admin: http.Server | undefined
+  // issue 7: ALPN offers h2 next to http/1.1 on the data listener (docs/http2.md)
+  const alpn = config.http2.enabled ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}
   if (certs !== undefined) {
     const opts = await certs.options()
-    data = https.createServer({ ...opts, ...serverOptions(config) }, handler)
+    data = https.createServer({ ...opts, ...serverOptions(config), ...alpn }, handler)
     if (config.admin.enabled) admin = https.createServer({ ...opts, ...serverOptions(config) }, adminHandler)
   } else {
     data = http.createServer(serverOptions(config), handler)
@@ -143,7 +152,37 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     })
   }
 
+  // --- issue 7: HTTP/2 + gRPC on the data listener, WebSocket upgrades, the gRPC-only listener
+  const grpcUpstream = config.upstream.grpcUrl === undefined || config.upstream.grpcUrl === '' ? undefined : createGrpcUpstream({ url: config.upstream.grpcUrl, caFile: config.upstream.caFile, trust, connectTimeout: config.upstream.timeouts.connect })
+  // Read at request time: a reload swaps live.current (grpcUrl itself is bound at start).
+  const h2Live = (): Live & { grpc: typeof grpcUpstream } => ({ ...live.current, grpc: grpcUpstream })
+  const onGrpc = createGrpcHandler({ live: h2Live, logger, state })
+  const h2Servers: H2Sessions[] = []
+  if (config.http2.enabled) {
+    const h2 = createDataH2(certs !== undefined, config.http2, handler, onGrpc, logger)
+    h2Servers.push(h2)
+    if (certs !== undefined) routeAlpn(data as https.Server, h2)
+    else routeH2c(data, h2, config.listen.timeouts.headers)
+  }
+  const upgrades = createUpgradeHandler({ live: h2Live, logger, state, handler, trust })
+  data.on('upgrade', upgrades.onUpgrade)
+  let grpcServer: H2Sessions | undefined
+  if (config.grpcListener.enabled) {
+    grpcServer = createGrpcListener(certs === undefined ? undefined : await certs.options(), config.http2, onGrpc, logger)
+    h2Servers.push(grpcServer)
+  }
+  // --- end issue 7
+
   await listen(data, config.listen.port, config.listen.address)
+  if (grpcServer !== undefined) {
+    try {
+      await listen(grpcServer.server as unknown as http.Server, config.grpcListener.port, config.grpcListener.address)
+    } catch (e) {
+      data.close()
+      oidc.stop()
+      throw e
+    }
+  }
   if (admin !== undefined) {
     try {
       await listen(admin, config.admin.port, config.admin.address)
@@ -161,7 +200,8 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   }
   const dataUrl = url(data, config.listen.address)
   const adminUrl = admin === undefined ? undefined : url(admin, config.admin.address)
-  certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server])])
+  certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server]), ...(grpcServer === undefined ? [] : [grpcServer.server as unknown as https.Server])])
+  const grpcListenerUrl = grpcServer === undefined ? undefined : url(grpcServer.server as unknown as http.Server, config.grpcListener.address)
   // Another worker changed a runtime setting: apply it here too.
   store.onSettingChange?.((key) => {
     if (key === 'tls') void certs?.reload()
@@ -229,6 +269,9 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
       logger.info({ inflight: state.inflight, graceMs }, 'draining: no new connections; waiting for in-flight requests')
       const closed = new Promise<void>((resolve) => data.close(() => resolve()))
       data.closeIdleConnections()
+      // issue 7: HTTP/2 sessions get GOAWAY (streams in flight finish); the gRPC listener stops accepting.
+      const grpcClosed = grpcServer === undefined ? Promise.resolve() : new Promise<void>((resolve) => (grpcServer as H2Sessions).server.close(() => resolve()))
+      for (const h of h2Servers) h.drain()
       const deadline = Date.now() + graceMs
       while (state.inflight > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25))
@@ -236,7 +279,11 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
       }
       if (state.inflight > 0) logger.warn({ inflight: state.inflight }, 'grace period over; closing the remaining connections')
       data.closeAllConnections()
+      for (const h of h2Servers) h.destroyAll()
+      upgrades.closeAll()
       await closed
+      await grpcClosed
+      await grpcUpstream?.close()
       stopWatching()
       oidc.stop()
       if (admin !== undefined) {
@@ -252,7 +299,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     return stopping
   }
 
-  return { dataUrl, adminUrl, state, cert: certs?.fileSource, stop, reload }
+  return { dataUrl, adminUrl, grpcUrl: grpcListenerUrl, state, cert: certs?.fileSource, stop, reload }
 }
 
 /** Files whose change triggers a reload when `reload.watch` is on. */

@@ -69,7 +69,7 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
 
   return {
     forward(req, res, path, query, headers, hooks) {
-      const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+      const hasBody = requestHasBody(req)
       let body: Readable | null = null
       if (hasBody) {
         const declared = Number(req.headers['content-length'] ?? NaN)
@@ -92,13 +92,17 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
           else reject(err)
         }
         // One 'close' listener per request (the handler's) aborts the upstream exchange.
+        // (writableEnded, not writableFinished: an HTTP/2 compat response reports finished on a reset.)
+        let clientGone = false
         hooks.onAbortable(() => {
-          if (!res.writableFinished && controller !== undefined && !controller.aborted) controller.abort(new Error('client closed the connection'))
+          if (res.writableEnded) return
+          clientGone = true
+          if (controller !== undefined && !controller.aborted) controller.abort(new Error('client closed the connection'))
         })
         const handler: Dispatcher.DispatchHandler = {
           onRequestStart(c) {
             controller = c
-            if (res.destroyed) c.abort(new Error('client closed the connection'))
+            if (clientGone || res.destroyed) c.abort(new Error('client closed the connection'))
           },
           onResponseStart(c, statusCode, h) {
             if (statusCode < 200) {
@@ -156,6 +160,21 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
       await pool.close()
     },
   }
+}
+
+/**
+ * Whether a request carries a body. HTTP/1.1 frames it with Content-Length or Transfer-Encoding;
+ * HTTP/2 may send DATA frames without Content-Length (RFC 9113 §8.1), so there the stream
+ * state decides: a HEADERS frame with END_STREAM has no body.
+ */
+export function requestHasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length']
+  if (cl !== undefined) return cl !== '0'
+  if (req.httpVersionMajor === 2) {
+    const stream = (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream
+    return stream?.endAfterHeaders !== true
+  }
+  return req.headers['transfer-encoding'] !== undefined
 }
 
 /** A pass-through that fails once more than `max` bytes went through. */
