@@ -115,3 +115,12 @@ export async function startUpstream(): Promise<RecordingUpstream> {
       }),
   }
 }
+
+/** A port on 127.0.0.1 that nothing listens on (bound, then closed): a refused upstream. */
+export async function closedPort(): Promise<number> {
+  const s = http.createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  const port = (s.address() as AddressInfo).port
+  await new Promise<void>((r) => s.close(() => r()))
+  return port
+}

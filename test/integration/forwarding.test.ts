@@ -14,7 +14,7 @@ import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
-import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+import { closedPort, startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'forwarding-secret-key-81f2'
 
@@ -75,14 +75,6 @@ const KEY_ENV = {
 }
 
 /** A port nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const s = http.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
-
 describe('forwarding', () => {
   before(() => {
     usedSecrets.add(KEY)

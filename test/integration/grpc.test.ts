@@ -7,23 +7,15 @@
  * propagate; no grpcUrl → UNIMPLEMENTED; upstream down → UNAVAILABLE.
  */
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import * as grpc from '@grpc/grpc-js'
 import { bearer, chat, count, echoClient, next, startGrpcServer, unary, type TestGrpcServer } from '../helpers/grpc.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
+import { closedPort } from '../helpers/upstream.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
 
 const ADMIN_KEY = 'grpc-admin-key-3b7e51'
 const READER_KEY = 'grpc-reader-key-8c2d90'
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
 
 describe('gRPC through the data listener (TLS, ALPN h2) and the gRPC listener', () => {
   let srv: TestGrpcServer

@@ -11,14 +11,14 @@
 import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { startKillableUpstream, type KillableUpstream } from '../helpers/killableUpstream.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
 import { startRawUpstream, type RawAction, type RawUpstream } from '../helpers/rawUpstream.ts'
-import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+import { closedPort, startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'upstream-hardening-secret-key-2b7e'
 
@@ -97,14 +97,6 @@ function assertError(r: Got, status: number, reason: string): void {
 
 /** Open file descriptors of this process (the proxy runs in-process). */
 const fds = (): number => readdirSync('/proc/self/fd').length
-
-async function closedPort(): Promise<number> {
-  const s = http.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
 
 // Raw responses -----------------------------------------------------------------------------------
 

@@ -5,48 +5,17 @@
  * /v1/.well-known/openid-configuration — in front of a recording Weaviate stand-in.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import net from 'node:net'
-import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { ROOT } from '../helpers/cli.ts'
 import { CLIENT_ID, CLIENT_SECRET, clientCredentialsToken, startOidcProvider, type OidcProvider } from '../helpers/oidcProvider.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
-import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+import { runWeaviateFixture } from '../helpers/weaviateClient.ts'
+import { closedPort, startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const ADMIN_KEY = 'wc-admin-key-4f1e'
 const READER_KEY = 'wc-reader-key-9b2c'
 
-async function closedPort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
-
 function runClient(gh: TestProxy, env: Record<string, string>): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/fixtures/weaviate-client/run.ts')], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: gh.server.cert?.certFile ?? '', GH_PORT: new URL(gh.url).port, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    let err = ''
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      const line = out.trim().split('\n').pop() ?? ''
-      try {
-        resolve(JSON.parse(line) as Record<string, unknown>)
-      } catch {
-        reject(new Error(`weaviate-client run exited ${code}:\n${out}\n${err}`))
-      }
-    })
-  })
+  return runWeaviateFixture('run.ts', gh, env)
 }
 
 describe('real clients: oidc-provider and weaviate-client through gatehouse', () => {

@@ -6,16 +6,14 @@
  * a write) is refused with PERMISSION_DENIED and never reaches the stand-in.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import * as grpc from '@grpc/grpc-js'
 import { BatchObjectsReply, BatchObjectsRequest } from '../../node_modules/weaviate-client/dist/node/esm/proto/v1/batch.js'
 import { SearchReply, SearchRequest } from '../../node_modules/weaviate-client/dist/node/esm/proto/v1/search_get.js'
-import { ROOT } from '../helpers/cli.ts'
 import { assertNoSecretsInLogs, startProxy, type TestProxy } from '../helpers/proxy.ts'
+import { runWeaviateFixture } from '../helpers/weaviateClient.ts'
 
 const ADMIN_KEY = 'wg-admin-key-51aa0e'
 const READER_KEY = 'wg-reader-key-c03b7f'
@@ -89,27 +87,7 @@ async function startWeaviate(): Promise<{ restUrl: string; grpcUrl: string; seen
 }
 
 function runClient(gh: TestProxy, grpcPort: string, key: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/fixtures/weaviate-client/grpc.ts')], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: gh.server.cert?.certFile ?? '', GH_PORT: new URL(gh.url).port, GRPC_PORT: grpcPort, API_KEY: key },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    let err = ''
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      const line = out.trim().split('\n').pop() ?? ''
-      try {
-        resolve(JSON.parse(line) as Record<string, unknown>)
-      } catch {
-        reject(new Error(`weaviate-client run exited ${code}:\n${out}\n${err}`))
-      }
-    })
-  })
+  return runWeaviateFixture('grpc.ts', gh, { GRPC_PORT: grpcPort, API_KEY: key })
 }
 
 describe('weaviate-client over gRPC through gatehouse', () => {
