@@ -109,6 +109,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     maxSessionRejectedStreams: leaf('int', 100, 'Streams a connection may have refused (over the concurrency limit) before it is closed.', { min: 1, max: 100_000 }),
     maxResets: leaf('int', 200, 'Client stream resets (RST_STREAM) one connection may send per resetWindow before it is closed with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).', { min: 1, max: 1_000_000 }),
     resetWindow: leaf('duration', 10 * SECOND, 'The window maxResets counts in.', { min: 100, max: 3_600_000 }),
+    idleTimeout: leaf('duration', 300 * SECOND, 'An HTTP/2 connection without any frame for this long is closed gracefully (GOAWAY; streams in flight finish).', { min: 100, max: 86_400_000 }),
   }),
   grpcListener: group('An extra listener that serves only gRPC (HTTP/2), for clients that expect a gRPC port of its own (Weaviate’s 50051). Same TLS as the data listener.', {
     enabled: leaf('bool', false, 'Run the gRPC listener.', { env: [gh('GATEHOUSE_GRPC_ENABLED')] }),

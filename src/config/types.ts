@@ -37,6 +37,8 @@ export interface Config {
     readonly maxResets: number
     /** ms */
     readonly resetWindow: number
+    /** ms without any frame before a session gets GOAWAY */
+    readonly idleTimeout: number
   }
   readonly grpcListener: { readonly enabled: boolean; readonly address: string; readonly port: number }
   readonly workers: number

@@ -31,6 +31,7 @@ export interface Http2Limits {
   readonly maxSessionRejectedStreams: number
   readonly maxResets: number
   readonly resetWindow: number
+  readonly idleTimeout: number
 }
 
 /** An HTTP/2 server object and its live sessions. */
@@ -61,6 +62,11 @@ function track(server: Http2Server | Http2SecureServer, l: Http2Limits, logger: 
     sessions.add(s)
     s.once('close', () => sessions.delete(s))
     guardResets(s, l, logger)
+    // Idle connections are closed gracefully (GOAWAY: streams in flight finish; a client opens a
+    // new connection when it needs one), so idle h2 clients cannot pile up file descriptors.
+    s.setTimeout(l.idleTimeout, () => {
+      if (!s.closed) s.close()
+    })
   })
   return {
     server,

@@ -5,7 +5,9 @@
  * list size, rapid reset (CVE-2023-44487) — each with the upstream's view asserted.
  */
 import assert from 'node:assert/strict'
+import http from 'node:http'
 import http2 from 'node:http2'
+import type { AddressInfo } from 'node:net'
 import tls from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { h2close, h2connect, h2request } from '../helpers/h2.ts'
@@ -237,5 +239,49 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
     const r = await h2request(s2, { ':path': '/v1/after', authorization: `Bearer ${KEY}` })
     await h2close(s2)
     assert.equal(r.status, 200)
+  })
+})
+
+describe('HTTP/2 lifecycle: idle sessions and the drain', () => {
+  let slow: http.Server
+  let p: TestProxy
+
+  before(async () => {
+    // Answers after 600 ms: long enough to be in flight when the drain starts.
+    slow = http.createServer((_req, res) => setTimeout(() => res.end('late but whole'), 600))
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r))
+    p = await startProxy({
+      env: { ...KEY_ENV, GATEHOUSE_UPSTREAM_URL: `http://127.0.0.1:${(slow.address() as AddressInfo).port}`, GATEHOUSE_TLS_ENABLED: 'false' },
+      yaml: 'http2:\n  idleTimeout: 500ms\n',
+    })
+  })
+  after(async () => {
+    await p.stop()
+    await new Promise<void>((r) => slow.close(() => r()))
+  })
+
+  it('an idle h2 connection is closed with GOAWAY after http2.idleTimeout', { timeout: 5000 }, async () => {
+    const s = await h2connect(p.url)
+    const goaway = new Promise<number>((resolve) => s.once('goaway', (code: number) => resolve(code)))
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()))
+    const t0 = Date.now()
+    assert.equal(await goaway, http2.constants.NGHTTP2_NO_ERROR)
+    await closed
+    const ms = Date.now() - t0
+    assert.ok(ms >= 400 && ms < 3000, `closed after ${ms} ms`)
+  })
+
+  it('a stream in flight when the drain starts finishes whole; the session gets GOAWAY', { timeout: 8000 }, async () => {
+    const s = await h2connect(p.url)
+    const goaway = new Promise<void>((resolve) => s.once('goaway', () => resolve()))
+    const reply = h2request(s, { ':path': '/v1/slow', authorization: `Bearer ${KEY}` })
+    await new Promise((r) => setTimeout(r, 150))
+    const stopping = p.server.stop(5000)
+    await goaway
+    const r = await reply
+    assert.equal(r.status, 200)
+    assert.equal(r.text, 'late but whole')
+    await stopping
+    s.destroy()
   })
 })
