@@ -18,6 +18,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { Agent, request } from 'undici'
 import { startIssuer } from '../test/helpers/issuer.ts'
+import { streamBytes } from '../test/helpers/upstream.ts'
 
 const ROOT = path.resolve(import.meta.dirname, '..')
 const { values: args } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, concurrency: { type: 'string', default: '16' }, out: { type: 'string', default: path.join(ROOT, 'bench/results/soak.md') } } })
@@ -31,7 +32,6 @@ function log(s: string): void {
 
 /** The upstream: small JSON, uploads consumed, downloads of N bytes. */
 async function startUpstream(): Promise<{ url: string; close: () => void }> {
-  const chunk = Buffer.alloc(64 * 1024, 0x61)
   const server = http.createServer((req, res) => {
     const m = /^\/download\/(\d+)/.exec(req.url ?? '')
     req.resume()
@@ -41,20 +41,7 @@ async function startUpstream(): Promise<{ url: string; close: () => void }> {
         res.end('{"ok":true}')
         return
       }
-      let left = Number(m[1])
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left })
-      const pump = (): void => {
-        while (left > 0) {
-          const part = left >= chunk.length ? chunk : chunk.subarray(0, left)
-          left -= part.length
-          if (!res.write(part)) {
-            res.once('drain', pump)
-            return
-          }
-        }
-        res.end()
-      }
-      pump()
+      streamBytes(res, Number(m[1]))
     })
   })
   server.keepAliveTimeout = 10_000

@@ -8,6 +8,7 @@
  * The child exits by itself when its stdin closes, so it never outlives a crashed test run.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 
 export interface KillableUpstream {
   url: string
@@ -19,45 +20,11 @@ export interface KillableUpstream {
   kill(): Promise<void>
 }
 
-// Plain JavaScript: run with `node -e`, no loader needed.
-const CHILD = `
-const http = require('node:http')
-process.stdin.on('end', () => process.exit(0))
-process.stdin.resume()
-const server = http.createServer((req, res) => {
-  req.resume()
-  req.on('end', () => {
-    const m = /^\\/download\\/(\\d+)/.exec(req.url || '')
-    if (m === null) {
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 })
-      res.end('ok')
-      return
-    }
-    let left = Number(m[1])
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left })
-    const chunk = Buffer.alloc(64 * 1024, 0x61)
-    const pump = () => {
-      while (left > 0) {
-        const n = Math.min(left, chunk.length)
-        left -= n
-        if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-          res.once('drain', pump)
-          return
-        }
-      }
-      res.end()
-    }
-    pump()
-  })
-})
-server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n')
-})
-`
+const CHILD = fileURLToPath(new URL('./killableUpstreamChild.ts', import.meta.url))
 
 /** Start the child upstream and wait until it listens. */
 export async function startKillableUpstream(): Promise<KillableUpstream> {
-  const child = spawn(process.execPath, ['-e', CHILD], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], { stdio: ['pipe', 'pipe', 'inherit'] })
   const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)))
   const port = await new Promise<number>((resolve, reject) => {
     let buf = ''

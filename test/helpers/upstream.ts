@@ -61,21 +61,7 @@ export async function startUpstream(): Promise<RecordingUpstream> {
     req.on('end', () => {
       const dl = /^\/download\/(\d+)/.exec(url)
       if (dl !== null) {
-        let left = Number(dl[1])
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left })
-        const chunk = Buffer.alloc(64 * 1024, 0x61)
-        const pump = (): void => {
-          while (left > 0) {
-            const n = Math.min(left, chunk.length)
-            left -= n
-            if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-              res.once('drain', pump)
-              return
-            }
-          }
-          res.end()
-        }
-        pump()
+        streamBytes(res, Number(dl[1]))
         return
       }
       const mid = /^\/reset-mid-body\/(\d+)/.exec(url)
@@ -123,4 +109,23 @@ export async function closedPort(): Promise<number> {
   const port = (s.address() as AddressInfo).port
   await new Promise<void>((r) => s.close(() => r()))
   return port
+}
+
+/** Answer 200 with `total` bytes (Content-Length declared), written with backpressure. */
+export function streamBytes(res: http.ServerResponse, total: number): void {
+  let left = total
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left })
+  const chunk = Buffer.alloc(64 * 1024, 0x61)
+  const pump = (): void => {
+    while (left > 0) {
+      const n = Math.min(left, chunk.length)
+      left -= n
+      if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+        res.once('drain', pump)
+        return
+      }
+    }
+    res.end()
+  }
+  pump()
 }
