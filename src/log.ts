@@ -5,11 +5,12 @@
  *
  * The per-request access line goes through a sibling logger without the redaction pass: its
  * fields are a fixed allow-list built in one place (pipeline/handler.ts), and redaction was a
- * measurable share of the per-request cost. Lines are written asynchronously in batches and
- * flushed at least every 250 ms and at exit.
+ * measurable share of the per-request cost. Access lines are written in batches (logWriter.ts),
+ * at least every 100 ms and at exit; other lines at once.
  */
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { LogLevel } from './config/types.ts'
+import { LineWriter, PIPE_BUF } from './logWriter.ts'
 
 export type { Logger }
 
@@ -60,7 +61,7 @@ export interface AccessFields {
 }
 
 /** Create the process logger. `destination` is for tests (captures every line). */
-export function createLogger(level: LogLevel, destination?: DestinationStream, opts: { sync?: boolean } = {}): Logger {
+export function createLogger(level: LogLevel, destination?: DestinationStream, opts: { sharedStdout?: boolean } = {}): Logger {
   const base = {
     level,
     base: { service: 'gatehouse' },
@@ -69,36 +70,41 @@ export function createLogger(level: LogLevel, destination?: DestinationStream, o
   }
   let dest: DestinationStream
   let flush: () => void = () => {}
-  if (destination !== undefined) dest = destination
-  else if (opts.sync === true) dest = pino.destination({ dest: 1, sync: true })
-  else {
-    const boom = pino.destination({ dest: 1, sync: false, minLength: 4096 })
-    dest = boom
-    flush = () => {
-      try {
-        boom.flushSync()
-      } catch {
-        // not ready yet, or stdout closed: nothing to do
-      }
-    }
-    const timer = setInterval(() => boom.flush(), 250)
-    timer.unref()
+  let write: (line: string) => void
+  if (destination !== undefined) {
+    dest = destination
+    write = (line) => dest.write(line)
+  } else {
+    // sharedStdout (cluster workers): batches of at most PIPE_BUF, so a write(2) on a pipe shared
+    // with the other workers is atomic and lines never interleave.
+    const out = new LineWriter(1, { batchBytes: opts.sharedStdout === true ? PIPE_BUF : 64 * 1024, maxPendingBytes: 64 * 1024 * 1024, flushMs: 100 })
+    dest = { write: (line: string) => out.writeNow(line) }
+    write = (line) => out.write(line)
+    flush = () => out.flush()
     process.once('exit', flush)
   }
   const main = pino({ ...base, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, dest) as Tagged
   main[ACCESS] = pino(base, dest)
   main[FLUSH] = flush
-  main[WRITE] = (line) => dest.write(line)
+  main[WRITE] = write
   return main
 }
 
 let lastMs = 0
 let lastIso = ''
 
+/** Printable ASCII without `"` and `\\`: quoted as is; anything else goes through JSON.stringify. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+
+/** A JSON string literal (JSON.stringify's output, cheaper for the common plain strings). */
+function str(s: string): string {
+  return PLAIN.test(s) ? `"${s}"` : JSON.stringify(s)
+}
+
 /**
  * Write one access line in pino's format, serialised directly: the fields are a fixed
  * allow-list, so the generic serializer and the redaction pass are skipped (they were a
- * measurable share of the per-request cost). Strings go through JSON.stringify for escaping.
+ * measurable share of the per-request cost). Strings are escaped as JSON.stringify does.
  */
 export function writeAccess(logger: Logger, f: AccessFields): void {
   const write = (logger as Tagged)[WRITE]
@@ -111,13 +117,13 @@ export function writeAccess(logger: Logger, f: AccessFields): void {
     lastMs = now
     lastIso = new Date(now).toISOString()
   }
-  let line = `{"level":"info","time":"${lastIso}","service":"gatehouse","requestId":${JSON.stringify(f.requestId)}`
-  if (f.listener !== undefined) line += `,"listener":${JSON.stringify(f.listener)}`
-  line += `,"method":${JSON.stringify(f.method ?? '')},"path":${JSON.stringify(f.path)},"status":${f.status},"durationMs":${f.durationMs}`
-  if (f.authMethod !== undefined) line += `,"authMethod":${JSON.stringify(f.authMethod)}`
-  if (f.user !== undefined) line += `,"user":${JSON.stringify(f.user)}`
-  if (f.reason !== undefined) line += `,"reason":${JSON.stringify(f.reason)}`
-  if (f.detail !== undefined) line += `,"detail":${JSON.stringify(f.detail)}`
+  let line = `{"level":"info","time":"${lastIso}","service":"gatehouse","requestId":${str(f.requestId)}`
+  if (f.listener !== undefined) line += `,"listener":${str(f.listener)}`
+  line += `,"method":${str(f.method ?? '')},"path":${str(f.path)},"status":${f.status},"durationMs":${f.durationMs}`
+  if (f.authMethod !== undefined) line += `,"authMethod":${str(f.authMethod)}`
+  if (f.user !== undefined) line += `,"user":${str(f.user)}`
+  if (f.reason !== undefined) line += `,"reason":${str(f.reason)}`
+  if (f.detail !== undefined) line += `,"detail":${str(f.detail)}`
   if (f.upstreamStatus !== undefined) line += `,"upstreamStatus":${f.upstreamStatus}`
   if (f.aborted === true) line += ',"aborted":true'
   write(`${line},"msg":"request"}\n`)

@@ -1,20 +1,18 @@
 /**
  * Static API keys, Weaviate style (W5, W6): key n maps to user n, or every key to the single
- * user. The presented key is hashed and compared with every stored hash in constant time, so
- * neither the match position nor a partial match shows in the timing.
+ * user. Only SHA-256 digests are compared: the presented key is hashed and looked up by its
+ * digest, so whatever a look-up's timing could reveal is about the digest of the attacker's own
+ * guess, never about a stored key (the digest cannot be steered towards a stored one).
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { isSha256Key } from '../config/keys.ts'
 import type { Principal } from './principal.ts'
-
-interface Entry {
-  readonly hash: Buffer
-  readonly principal: Principal
-}
+import { tokenDigest } from './tokenCache.ts'
 
 /** Verifies API keys. Build once at start; `authenticate` is pure and synchronous. */
 export class ApiKeyVerifier {
-  readonly #entries: readonly Entry[]
+  /** Principal by the key's SHA-256, base64url. */
+  readonly #byDigest = new Map<string, Principal>()
+  readonly #size: number
 
   /**
    * @param keys plaintext keys or `sha256:<hex>` forms (validated beforehand)
@@ -22,29 +20,26 @@ export class ApiKeyVerifier {
    */
   constructor(keys: readonly string[], users: readonly string[]) {
     if (users.length === 0) throw new TypeError('ApiKeyVerifier needs at least one user')
-    this.#entries = keys.map((key, i) => ({
-      hash: isSha256Key(key) ? Buffer.from(key.slice(7), 'hex') : createHash('sha256').update(key, 'utf8').digest(),
-      principal: Object.freeze({ user: (users[i] ?? users[0]) as string, groups: Object.freeze([]) as readonly string[], method: 'apikey' as const }),
-    }))
+    keys.forEach((key, i) => {
+      const digest = isSha256Key(key) ? Buffer.from(key.slice(7), 'hex').toString('base64url') : tokenDigest(key)
+      // Config validation refuses equal keys; should two reach here, the first one's user wins.
+      if (!this.#byDigest.has(digest)) this.#byDigest.set(digest, Object.freeze({ user: (users[i] ?? users[0]) as string, groups: Object.freeze([]) as readonly string[], method: 'apikey' as const }))
+    })
+    this.#size = keys.length
   }
 
   /** The number of configured keys. */
   get size(): number {
-    return this.#entries.length
+    return this.#size
   }
 
   /** The principal for a key, or undefined when it is not one of ours. */
   authenticate(token: string): Principal | undefined {
-    return this.authenticateDigest(createHash('sha256').update(token, 'utf8').digest())
+    return this.authenticateDigest(tokenDigest(token))
   }
 
-  /** Same, for a key's SHA-256 digest already computed by the caller. */
-  authenticateDigest(h: Buffer): Principal | undefined {
-    let found: Principal | undefined
-    for (const e of this.#entries) {
-      // No early exit: every key is compared.
-      if (timingSafeEqual(h, e.hash) && found === undefined) found = e.principal
-    }
-    return found
+  /** Same, for a key's `tokenDigest` already computed by the caller. */
+  authenticateDigest(digest: string): Principal | undefined {
+    return this.#byDigest.get(digest)
   }
 }

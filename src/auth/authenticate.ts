@@ -4,14 +4,13 @@
  * own local issuer), anything else to the API-key verifier. A presented credential that fails
  * is 401 even when anonymous access is on; anonymous applies only when nothing was presented.
  */
-import { createHash } from 'node:crypto'
 import { GatehouseError } from '../errors.ts'
 import type { Access } from '../authz/profiles.ts'
 import type { ApiKeyVerifier } from './apikey.ts'
 import type { Credential } from './extract.ts'
 import { jwtShape, type JwtShape } from './jwtShape.ts'
 import { ANONYMOUS, type Principal } from './principal.ts'
-import { TokenCache } from './tokenCache.ts'
+import { tokenDigest, type TokenCache } from './tokenCache.ts'
 
 /** Verifies JWTs of one issuer. Implemented by the OIDC and local-token verifiers. */
 export interface JwtVerifier {
@@ -72,11 +71,10 @@ export class Authenticator {
     if (!this.anyMethod) throw new GatehouseError('ERR_NO_AUTH_SCHEME')
     // One SHA-256 per request serves both the verified-token cache and the API-key comparison;
     // a cached JWT costs this hash and a look-up, with no decoding.
-    const digest = createHash('sha256').update(cred.token, 'utf8').digest()
+    const digest = tokenDigest(cred.token)
     const cache = this.#o.tokenCache
-    const key = cache === undefined ? undefined : TokenCache.keyOfDigest(digest)
     if (cache !== undefined) {
-      const hit = cache.get(key as string)
+      const hit = cache.get(digest)
       if (hit !== undefined) return { principal: hit, authenticator: 'jwt' }
     }
     const shape = jwtShape(cred.token)
@@ -91,7 +89,7 @@ export class Authenticator {
       // After verification the decoded payload is the verified one (same bytes): its exp/iat bound the entry.
       const remember = (principal: Principal): AuthResult => {
         const exp = shape.payload.exp
-        cache.set(key as string, principal, typeof exp === 'number' ? exp : undefined, verifier.revalidator?.(shape))
+        cache.set(digest, principal, typeof exp === 'number' ? exp : undefined, verifier.revalidator?.(shape))
         return { principal, authenticator: 'jwt' }
       }
       const p = verifier.verify(cred.token, shape)

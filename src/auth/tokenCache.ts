@@ -8,7 +8,7 @@
  * token generation and family) that runs on every hit, so a cached token of a revoked user
  * fails on its very next request.
  */
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { Principal } from './principal.ts'
 
@@ -26,6 +26,15 @@ export interface TokenCacheOptions {
   readonly now?: () => number
 }
 
+/**
+ * SHA-256 of a presented token, base64url: the one hash per request that both the cache and the
+ * API-key check look up. `crypto.hash` is one native call (~0.3 µs for a short key against
+ * ~1.3 µs for createHash().update().digest() and a toString).
+ */
+export function tokenDigest(token: string): string {
+  return hash('sha256', token, 'base64url')
+}
+
 export class TokenCache {
   readonly #lru: LRUCache<string, Entry>
   readonly #now: () => number
@@ -37,14 +46,9 @@ export class TokenCache {
     this.#maxTtl = o.maxTtlMs
   }
 
-  /** Cache key of a token. */
+  /** Cache key of a token: its SHA-256, base64url (the same digest the API-key check uses). */
   static key(token: string): string {
-    return TokenCache.keyOfDigest(createHash('sha256').update(token).digest())
-  }
-
-  /** Cache key from a token's SHA-256 digest. */
-  static keyOfDigest(digest: Buffer): string {
-    return digest.toString('base64url')
+    return tokenDigest(token)
   }
 
   /** The cached principal of a token, if still valid. */

@@ -31,8 +31,8 @@ export async function serve(configPath: string | undefined): Promise<number> {
   }
   process.on('SIGHUP', earlyHup)
   const workers = c.workers === 0 ? os.availableParallelism() : c.workers
-  // A worker writes each line with its own write(2), so lines of different workers never interleave.
-  const logger = createLogger(c.log.level, undefined, { sync: cluster.isWorker })
+  // Workers share stdout: each write(2) is at most PIPE_BUF of whole lines, so lines never interleave.
+  const logger = createLogger(c.log.level, undefined, { sharedStdout: cluster.isWorker })
   if (cluster.isPrimary) {
     for (const w of r.warnings) logger.warn(w)
     if (c.configFile === undefined) logger.info('no configuration file given (use --config proxy.yaml or GATEHOUSE_CONFIG); running on defaults and environment variables')

@@ -51,15 +51,20 @@ export function parseTarget(url: string): Target {
  * @throws GatehouseError `ERR_BAD_PATH`
  */
 export function normalizePath(raw: string): string {
-  // Fast path: plain paths (the common case) need only the dot-segment/slash pass.
-  let decoded = ''
-  for (let i = 0; i < raw.length; i++) {
+  // Fast path: a path without percent-encoding (the common case) is checked without copying
+  // and needs only the dot-segment/slash pass.
+  let i = 0
+  for (; i < raw.length; i++) {
     const c = raw.charCodeAt(i)
-    if (c <= 0x20 || c >= 0x7f) throw bad('control, space or non-ASCII character in path')
-    if (c === 0x5c /* \ */) throw bad('backslash in path')
-    if (c === 0x23 /* # */) throw bad('fragment in request target')
-    if (c === 0x3b /* ; */) throw bad('matrix parameter (;) in path')
+    if (c === 0x25 /* % */) break
+    checkPathChar(c)
+  }
+  if (i === raw.length) return removeDotSegments(raw)
+  let decoded = raw.slice(0, i)
+  for (; i < raw.length; i++) {
+    const c = raw.charCodeAt(i)
     if (c !== 0x25 /* % */) {
+      checkPathChar(c)
       decoded += raw[i]
       continue
     }
@@ -82,6 +87,14 @@ export function normalizePath(raw: string): string {
 }
 
 /** RFC 3986 §5.2.4 plus merging of empty segments (duplicate slashes). */
+/** A literal (not percent-encoded) path character gatehouse refuses. */
+function checkPathChar(c: number): void {
+  if (c <= 0x20 || c >= 0x7f) throw bad('control, space or non-ASCII character in path')
+  if (c === 0x5c /* \ */) throw bad('backslash in path')
+  if (c === 0x23 /* # */) throw bad('fragment in request target')
+  if (c === 0x3b /* ; */) throw bad('matrix parameter (;) in path')
+}
+
 function removeDotSegments(p: string): string {
   if (!p.includes('//') && !p.includes('/.')) return p === '' ? '/' : p
   const segs = p.split('/')

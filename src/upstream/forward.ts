@@ -76,20 +76,32 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
         if (o.maxRequestBody > 0 && declared > o.maxRequestBody) return Promise.reject(new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` }))
         body = o.maxRequestBody > 0 ? req.pipe(limiter(o.maxRequestBody, 'ERR_REQUEST_TOO_LARGE')) : req
       }
-      // undici's dispatch API: the upstream body is written straight into the client response
-      // with backpressure (pause/resume), without a stream pipeline or an AbortSignal per request.
+      // undici's dispatch API with its native (legacy) handler methods: the upstream body is
+      // written straight into the client response with backpressure (onData returns false, the
+      // drain resumes), and the raw header list becomes the response's without an intermediate
+      // object — no stream pipeline, no AbortSignal, no handler adapter or header parsing per
+      // request (undici wraps controller-style handlers in an adapter that parses the headers
+      // into an object, which this one would then copy again).
       return new Promise<number>((resolve, reject) => {
-        let controller: Dispatcher.DispatchController | undefined
+        let abort: ((err: Error) => void) | undefined
+        let aborted = false
         let status = 0
         let started = false
         let received = 0
         let settled = false
         let infoTimer: NodeJS.Timeout | undefined
+        // undici's resume for a paused body (from onHeaders), called on the response's drain.
+        let drainResume: () => void = () => {}
         const finish = (err?: GatehouseError): void => {
           if (settled) return
           settled = true
           if (err === undefined) resolve(status)
           else reject(err)
+        }
+        const cancel = (err: Error): void => {
+          if (aborted || abort === undefined) return
+          aborted = true
+          abort(err)
         }
         // One 'close' listener per request (the handler's) aborts the upstream exchange.
         // (writableEnded, not writableFinished: an HTTP/2 compat response reports finished on a reset.)
@@ -97,51 +109,51 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
         hooks.onAbortable(() => {
           if (res.writableEnded) return
           clientGone = true
-          if (controller !== undefined && !controller.aborted) controller.abort(new Error('client closed the connection'))
+          cancel(new Error('client closed the connection'))
         })
         const handler: Dispatcher.DispatchHandler = {
-          onRequestStart(c) {
-            controller = c
-            if (clientGone || res.destroyed) c.abort(new Error('client closed the connection'))
+          onConnect(a) {
+            abort = a
+            if (clientGone || res.destroyed) cancel(new Error('client closed the connection'))
           },
-          onResponseStart(c, statusCode, h) {
+          onHeaders(statusCode, raw, resume) {
             if (statusCode < 200) {
               // 1xx informational answers are not relayed. undici restarts its headers timer on
               // each, so an upstream sending 1xx forever would hold the client: the final status
               // must come within one headers timeout of the first 1xx.
-              infoTimer ??= setTimeout(() => c.abort(new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: 'no final status after a 1xx answer' })), o.timeouts.headers)
-              return
+              infoTimer ??= setTimeout(() => cancel(new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: 'no final status after a 1xx answer' })), o.timeouts.headers)
+              return true
             }
             if (infoTimer !== undefined) clearTimeout(infoTimer)
-            const declaredLen = Number(h['content-length'] ?? NaN)
-            if (o.maxResponseBody > 0 && declaredLen > o.maxResponseBody) {
-              const err = new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${declaredLen}` })
+            const out = responseHeaders(raw)
+            if (o.maxResponseBody > 0 && out.contentLength > o.maxResponseBody) {
+              const err = new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${out.contentLength}` })
               finish(err)
-              c.abort(err)
-              return
+              cancel(err)
+              return false
             }
             status = statusCode
             started = true
-            const out = responseHeaders(h)
-            out['x-request-id'] = hooks.requestId
-            res.writeHead(statusCode, out)
+            out.list.push('x-request-id', hooks.requestId)
+            res.writeHead(statusCode, out.list)
+            drainResume = resume
+            return true
           },
-          onResponseData(c, chunk) {
+          onData(chunk) {
             received += chunk.length
             if (o.maxResponseBody > 0 && received > o.maxResponseBody) {
-              c.abort(new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `more than ${o.maxResponseBody} bytes` }))
-              return
+              cancel(new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `more than ${o.maxResponseBody} bytes` }))
+              return false
             }
-            if (!res.write(chunk)) {
-              c.pause()
-              res.once('drain', () => c.resume())
-            }
+            if (res.write(chunk)) return true
+            res.once('drain', drainResume)
+            return false
           },
-          onResponseEnd() {
+          onComplete() {
             res.end()
             finish()
           },
-          onResponseError(_c, err) {
+          onError(err) {
             if (infoTimer !== undefined) clearTimeout(infoTimer)
             if (!started) {
               finish(translate(err))
@@ -189,17 +201,49 @@ function limiter(max: number, code: 'ERR_REQUEST_TOO_LARGE' | 'ERR_UPSTREAM_RESP
   })
 }
 
-/** Drop hop-by-hop headers (and those named in Connection) from the upstream response. */
-export function responseHeaders(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const conn = h.connection
-  const named = conn === undefined ? undefined : new Set(String(conn).toLowerCase().split(',').map((s) => s.trim()))
-  const out: Record<string, string | string[]> = {}
-  for (const k in h) {
-    const v = h[k]
-    if (v === undefined || HOP_BY_HOP.has(k) || (named !== undefined && named.has(k))) continue
-    out[k] = v
+/** Response header names seen before, with what they are; bounded (an upstream inventing names cannot grow it). */
+const NAME_KIND = new Map<string, number>()
+const KEEP = 0
+const HOP = 1
+const CONNECTION = 2
+const CONTENT_LENGTH = 3
+
+function nameKind(name: string): number {
+  let k = NAME_KIND.get(name)
+  if (k !== undefined) return k
+  const lower = name.toLowerCase()
+  k = lower === 'connection' ? CONNECTION : HOP_BY_HOP.has(lower) ? HOP : lower === 'content-length' ? CONTENT_LENGTH : KEEP
+  if (NAME_KIND.size < 1024) NAME_KIND.set(name, k)
+  return k
+}
+
+/**
+ * The upstream's raw header list, as the flat `[name, value, …]` list the response is written
+ * with, without hop-by-hop headers and those named in Connection (kept in order and spelling,
+ * duplicates included); also the declared Content-Length (NaN when absent).
+ */
+export function responseHeaders(raw: readonly (Buffer | string)[]): { list: string[]; contentLength: number } {
+  const list: string[] = []
+  let connection: string | undefined
+  let contentLength = NaN
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1')
+    const value = raw[i + 1]!.toString('latin1')
+    const kind = nameKind(name)
+    if (kind === HOP) continue
+    if (kind === CONNECTION) {
+      connection = connection === undefined ? value : `${connection},${value}`
+      continue
+    }
+    if (kind === CONTENT_LENGTH) contentLength = Number(value)
+    list.push(name, value)
   }
-  return out
+  if (connection === undefined) return { list, contentLength }
+  const named = new Set(connection.toLowerCase().split(',').map((s) => s.trim()))
+  named.delete('content-length')
+  const kept: string[] = []
+  for (let i = 0; i < list.length; i += 2) if (!named.has(list[i]!.toLowerCase())) kept.push(list[i]!, list[i + 1]!)
+  return { list: kept, contentLength }
 }
 
 const REFUSED = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
