@@ -5,8 +5,8 @@
  *
  * The per-request access line goes through a sibling logger without the redaction pass: its
  * fields are a fixed allow-list built in one place (pipeline/handler.ts), and redaction was a
- * measurable share of the per-request cost. Access lines are written in batches (logWriter.ts),
- * at least every 100 ms and at exit; other lines at once.
+ * measurable share of the per-request cost. Access records are serialised and written in
+ * batches (logWriter.ts), at least every 100 ms and at exit; other lines at once.
  */
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { LogLevel } from './config/types.ts'
@@ -40,9 +40,9 @@ export const REDACT_PATHS = [
 
 const ACCESS = Symbol('gatehouse.accessLogger')
 const FLUSH = Symbol('gatehouse.flush')
-const WRITE = Symbol('gatehouse.write')
+const RECORD = Symbol('gatehouse.record')
 
-type Tagged = Logger & { [ACCESS]?: Logger; [FLUSH]?: () => void; [WRITE]?: (line: string) => void }
+type Tagged = Logger & { [ACCESS]?: Logger; [FLUSH]?: () => void; [RECORD]?: (f: AccessFields) => void }
 
 /** The fields of one access line; only these are ever written for a request. */
 export interface AccessFields {
@@ -58,6 +58,8 @@ export interface AccessFields {
   detail: string | undefined
   upstreamStatus: number | undefined
   aborted: true | undefined
+  /** Set by writeAccess: when the line was logged (ms since epoch). */
+  time?: number
 }
 
 /** Create the process logger. `destination` is for tests (captures every line). */
@@ -70,23 +72,23 @@ export function createLogger(level: LogLevel, destination?: DestinationStream, o
   }
   let dest: DestinationStream
   let flush: () => void = () => {}
-  let write: (line: string) => void
+  let record: (f: AccessFields) => void
   if (destination !== undefined) {
     dest = destination
-    write = (line) => dest.write(line)
+    record = (f) => dest.write(accessLine(f))
   } else {
     // sharedStdout (cluster workers): batches of at most PIPE_BUF, so a write(2) on a pipe shared
     // with the other workers is atomic and lines never interleave.
-    const out = new LineWriter(1, { batchBytes: opts.sharedStdout === true ? PIPE_BUF : 64 * 1024, maxPendingBytes: 64 * 1024 * 1024, flushMs: 100 })
+    const out = new LineWriter<AccessFields>(1, { batchBytes: opts.sharedStdout === true ? PIPE_BUF : 64 * 1024, maxPendingBytes: 64 * 1024 * 1024, flushMs: 100 }, { serialize: accessLine })
     dest = { write: (line: string) => out.writeNow(line) }
-    write = (line) => out.write(line)
+    record = (f) => out.defer(f)
     flush = () => out.flush()
     process.once('exit', flush)
   }
   const main = pino({ ...base, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, dest) as Tagged
   main[ACCESS] = pino(base, dest)
   main[FLUSH] = flush
-  main[WRITE] = write
+  main[RECORD] = record
   return main
 }
 
@@ -102,17 +104,25 @@ function str(s: string): string {
 }
 
 /**
- * Write one access line in pino's format, serialised directly: the fields are a fixed
- * allow-list, so the generic serializer and the redaction pass are skipped (they were a
- * measurable share of the per-request cost). Strings are escaped as JSON.stringify does.
+ * Log one request: the access line in pino's format, serialised directly — the fields are a
+ * fixed allow-list, so the generic serializer and the redaction pass are skipped (they were a
+ * measurable share of the per-request cost). On stdout the record is kept and serialised with
+ * its batch (logWriter.ts); `f` must not be changed afterwards.
  */
 export function writeAccess(logger: Logger, f: AccessFields): void {
-  const write = (logger as Tagged)[WRITE]
-  if (write === undefined || !logger.isLevelEnabled('info')) {
-    if (logger.isLevelEnabled('info')) accessLogger(logger).info(f, 'request')
+  if (!logger.isLevelEnabled('info')) return
+  const record = (logger as Tagged)[RECORD]
+  if (record === undefined) {
+    accessLogger(logger).info(f, 'request')
     return
   }
-  const now = Date.now()
+  f.time = Date.now()
+  record(f)
+}
+
+/** The access line of a record, with its newline. Strings are escaped as JSON.stringify does. */
+function accessLine(f: AccessFields): string {
+  const now = f.time ?? Date.now()
   if (now !== lastMs) {
     lastMs = now
     lastIso = new Date(now).toISOString()
@@ -126,7 +136,7 @@ export function writeAccess(logger: Logger, f: AccessFields): void {
   if (f.detail !== undefined) line += `,"detail":${str(f.detail)}`
   if (f.upstreamStatus !== undefined) line += `,"upstreamStatus":${f.upstreamStatus}`
   if (f.aborted === true) line += ',"aborted":true'
-  write(`${line},"msg":"request"}\n`)
+  return `${line},"msg":"request"}\n`
 }
 
 /** The logger for access lines (allow-listed fields only; no redaction pass). */

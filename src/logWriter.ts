@@ -12,6 +12,10 @@
  * past `maxPendingBytes` new lines are dropped and counted, and the count is logged once writing
  * works again — the proxy never stalls or grows without bound because its log reader did.
  *
+ * Records (`defer`) are kept as they are and serialised only when their batch is written: one
+ * tight loop over a few hundred records costs less per record than building each line in the
+ * middle of its request (measured: ~5% of a proxied request's CPU).
+ *
  * This replaces sonic-boom's asynchronous mode, whose per-line work (the byte length of the whole
  * pending buffer on every write, a Buffer copy of each written batch) cost ~10 µs a request.
  */
@@ -26,12 +30,17 @@ export interface LineWriterOptions {
   readonly flushMs: number
 }
 
+/** Bytes a deferred record is assumed to take until it is serialised (an access line is ~250). */
+const RECORD_ESTIMATE = 256
+
 export const PIPE_BUF = 4096
 
-export class LineWriter {
+export class LineWriter<R extends object = object> {
   readonly #fd: number
   readonly #o: LineWriterOptions
-  #lines: string[] = []
+  readonly #serialize: (record: R) => string
+  /** Lines, and records still to be serialised. */
+  #lines: (string | R)[] = []
   /** UTF-16 length of the pending lines: a byte estimate, exact for ASCII JSON. */
   #pending = 0
   #dropped = 0
@@ -41,24 +50,37 @@ export class LineWriter {
 
   readonly #writeSync: typeof writeSync
 
-  /** `write` is for tests (short writes, EAGAIN); it defaults to fs.writeSync. */
-  constructor(fd: number, o: LineWriterOptions, write: (fd: number, buf: Buffer) => number = writeSync) {
+  /**
+   * @param hooks.serialize turns a deferred record into its line (with the newline)
+   * @param hooks.write for tests (short writes, EAGAIN); defaults to fs.writeSync
+   */
+  constructor(fd: number, o: LineWriterOptions, hooks: { serialize?: (record: R) => string; write?: (fd: number, buf: Buffer) => number } = {}) {
     this.#fd = fd
     this.#o = o
-    this.#writeSync = write as typeof writeSync
+    this.#serialize = hooks.serialize ?? String
+    this.#writeSync = (hooks.write ?? writeSync) as typeof writeSync
   }
 
   /** Append a line; written when a batch is full or at the next tick. */
   write(line: string): boolean {
-    if (this.#pending + line.length > this.#o.maxPendingBytes) {
+    this.#append(line, line.length)
+    return true
+  }
+
+  /** Append a record, serialised when its batch is written. */
+  defer(record: R): void {
+    this.#append(record, RECORD_ESTIMATE)
+  }
+
+  #append(item: string | R, size: number): void {
+    if (this.#pending + size > this.#o.maxPendingBytes) {
       this.#dropped++
-      return true
+      return
     }
-    this.#lines.push(line)
-    this.#pending += line.length
+    this.#lines.push(item)
+    this.#pending += size
     if (this.#pending >= this.#o.batchBytes) this.flush()
     else this.#timer ??= setTimeout(this.#tick, this.#o.flushMs).unref()
-    return true
   }
 
   /** Append a line and write everything pending now. */
@@ -88,16 +110,30 @@ export class LineWriter {
         if (this.#dropped === 0) return
         this.#noteDrops()
       }
+      this.#serializeAll()
       const n = this.#batchEnd()
       const batch = n === this.#lines.length ? this.#lines : this.#lines.slice(0, n)
       this.#lines = n === this.#lines.length ? [] : this.#lines.slice(n)
-      const text = batch.join('')
+      const text = (batch as string[]).join('')
       this.#pending -= text.length
       this.#partial = Buffer.from(text, 'utf8')
     }
   }
 
-  /** How many of the pending lines fit in one batch (at least one). */
+  /** Serialise the deferred records in place (and make the pending size exact). */
+  #serializeAll(): void {
+    const lines = this.#lines
+    let bytes = 0
+    for (let i = 0; i < lines.length; i++) {
+      const x = lines[i] as string | R
+      const line = typeof x === 'string' ? x : this.#serialize(x)
+      lines[i] = line
+      bytes += line.length
+    }
+    this.#pending = bytes
+  }
+
+  /** How many of the (serialised) pending lines fit in one batch (at least one). */
   #batchEnd(): number {
     if (this.#pending <= this.#o.batchBytes) return this.#lines.length
     let bytes = 0

@@ -30,7 +30,7 @@ const line = (i: number): string => `{"n":${i},"pad":"${'x'.repeat(20)}"}\n`
 describe('LineWriter (the batched log sink)', () => {
   it('holds lines until a batch is full, then writes whole lines, each write at most batchBytes', () => {
     const r = recorder()
-    const w = new LineWriter(99, { batchBytes: 100, maxPendingBytes: 1 << 20, flushMs: 60_000 }, r.write)
+    const w = new LineWriter(99, { batchBytes: 100, maxPendingBytes: 1 << 20, flushMs: 60_000 }, { write: r.write })
     w.write(line(1))
     w.write(line(2))
     assert.equal(r.calls.length, 0, 'two short lines stay pending')
@@ -46,15 +46,44 @@ describe('LineWriter (the batched log sink)', () => {
 
   it('writeNow writes what is pending and the new line at once, in order', () => {
     const r = recorder()
-    const w = new LineWriter(99, { batchBytes: 4096, maxPendingBytes: 1 << 20, flushMs: 60_000 }, r.write)
+    const w = new LineWriter(99, { batchBytes: 4096, maxPendingBytes: 1 << 20, flushMs: 60_000 }, { write: r.write })
     w.write('access\n')
     w.writeNow('ready\n')
     assert.equal(r.text(), 'access\nready\n')
   })
 
+  it('defers records and serialises them with their batch, in order with plain lines', () => {
+    const r = recorder()
+    let serialised = 0
+    const w = new LineWriter<{ n: number }>(99, { batchBytes: 4096, maxPendingBytes: 1 << 20, flushMs: 60_000 }, {
+      write: r.write,
+      serialize: (x) => {
+        serialised++
+        return `record ${x.n}\n`
+      },
+    })
+    w.defer({ n: 1 })
+    w.defer({ n: 2 })
+    assert.equal(serialised, 0, 'nothing is serialised before its batch is written')
+    w.writeNow('warning\n')
+    w.defer({ n: 3 })
+    w.flush()
+    assert.equal(r.text(), 'record 1\nrecord 2\nwarning\nrecord 3\n')
+    assert.equal(serialised, 3)
+  })
+
+  it('a batch of records is written once ~batchBytes of them are pending', () => {
+    const r = recorder()
+    const w = new LineWriter<{ n: number }>(99, { batchBytes: 1024, maxPendingBytes: 1 << 20, flushMs: 60_000 }, { write: r.write, serialize: (x) => `${x.n}\n` })
+    for (let i = 0; i < 3; i++) w.defer({ n: i })
+    assert.equal(r.calls.length, 0)
+    for (let i = 3; i < 4; i++) w.defer({ n: i })
+    assert.equal(r.text(), '0\n1\n2\n3\n', 'four records are estimated at 1024 bytes: written')
+  })
+
   it('flushes pending lines on its own after flushMs', async () => {
     const r = recorder()
-    const w = new LineWriter(99, { batchBytes: 4096, maxPendingBytes: 1 << 20, flushMs: 20 }, r.write)
+    const w = new LineWriter(99, { batchBytes: 4096, maxPendingBytes: 1 << 20, flushMs: 20 }, { write: r.write })
     w.write('late\n')
     assert.equal(r.text(), '')
     await new Promise((res) => setTimeout(res, 80))
@@ -63,7 +92,7 @@ describe('LineWriter (the batched log sink)', () => {
 
   it('a short write is completed; EAGAIN keeps the rest for later without losing or splitting a line', () => {
     const r = recorder()
-    const w = new LineWriter(99, { batchBytes: 4096, maxPendingBytes: 1 << 20, flushMs: 60_000 }, r.write)
+    const w = new LineWriter(99, { batchBytes: 4096, maxPendingBytes: 1 << 20, flushMs: 60_000 }, { write: r.write })
     w.write('first line\n')
     w.write('second line\n')
     r.plan.push(5, 'eagain')
@@ -76,7 +105,7 @@ describe('LineWriter (the batched log sink)', () => {
 
   it('past maxPendingBytes new lines are dropped, counted, and the count is logged once writing works', () => {
     const r = recorder()
-    const w = new LineWriter(99, { batchBytes: 64, maxPendingBytes: 64, flushMs: 60_000 }, r.write)
+    const w = new LineWriter(99, { batchBytes: 64, maxPendingBytes: 64, flushMs: 60_000 }, { write: r.write })
     r.plan.push('eagain')
     for (let i = 0; i < 10; i++) w.write(`line ${i} ${'y'.repeat(14)}\n`)
     w.flush()
@@ -92,7 +121,7 @@ describe('LineWriter (the batched log sink)', () => {
 
   it('a broken stdout (EPIPE) never throws into the request path', () => {
     const r = recorder()
-    const w = new LineWriter(99, { batchBytes: 10, maxPendingBytes: 1 << 20, flushMs: 60_000 }, r.write)
+    const w = new LineWriter(99, { batchBytes: 10, maxPendingBytes: 1 << 20, flushMs: 60_000 }, { write: r.write })
     r.plan.push('epipe')
     assert.doesNotThrow(() => w.write('a line longer than ten\n'))
     w.write('next\n')
