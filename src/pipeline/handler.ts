@@ -10,6 +10,8 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
+import type { Principal } from '../auth/principal.ts'
+import type { Classification } from '../authz/profiles.ts'
 import type { Runtime } from '../config/compile.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
@@ -68,18 +70,36 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     }
     state.inflight++
     const accessLog = rt.config.log.access
-    res.once('close', () => {
+    res.on('close', () => {
       state.inflight--
       ctx.abortUpstream?.()
       if (accessLog) logAccess(logger, ctx)
     })
     // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its sessions get GOAWAY on stop().
     if (state.draining && req.httpVersionMajor < 2) res.setHeader('connection', 'close')
-    run(ctx, current).catch((e: unknown) => sendError(ctx, asGatehouseError(e)))
+    // Synchronous unless authentication has to wait (a key fetch, a first-sight JWT): no promise
+    // or microtask per request on the common path.
+    let principal: Principal | Promise<Principal>
+    try {
+      principal = admit(ctx, rt)
+    } catch (e) {
+      // Answered after the parser has finished this packet: when the same bytes are also
+      // malformed (a smuggling shape), the parser's 400 goes out and closes the connection, and
+      // the client never sees two answers to one message.
+      queueMicrotask(() => sendError(ctx, asGatehouseError(e)))
+      return
+    }
+    if (principal instanceof Promise) {
+      principal.then(
+        (p) => proceed(ctx, current, p),
+        (e: unknown) => sendError(ctx, asGatehouseError(e)),
+      )
+    } else proceed(ctx, current, principal)
   }
 
-  async function run(ctx: RequestContext, { runtime: rt, forwarder }: Live): Promise<void> {
-    const { req, res } = ctx
+  /** Stages 0–5: limits, target, credential, classification, authentication. */
+  function admit(ctx: RequestContext, rt: Runtime): Principal | Promise<Principal> {
+    const { req } = ctx
     const method = req.method as string
     // 0 · what llhttp lets through: the limits (it bounds only the whole head), and framing
     // that is well-formed but ambiguous or unsupported
@@ -96,40 +116,60 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     ctx.credential = credential
     ctx.query = query
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
-    const wellKnown = target.path === WELL_KNOWN && (method === 'GET' || method === 'HEAD')
-    ctx.classification = wellKnown ? { access: 'public', rule: 'gatehouse: OIDC discovery endpoint' } : rt.profile.classify(method, target.path)
+    ctx.classification = isWellKnown(method, target.path) ? WELL_KNOWN_CLASS : rt.profile.classify(method, target.path)
     // 5 · authenticate (behind the failure throttle)
-    const authn = authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'] }))
-    const principal = authn instanceof Promise ? await authn : authn
-    ctx.principal = principal
-    // A local account that must change its password may do nothing else (SPEC §8).
-    if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
-    // 6b · authorize
-    const decision = rt.adminList.decide(principal, ctx.classification.access)
-    if (!decision.allowed) throw new GatehouseError('ERR_FORBIDDEN', { detail: decision.rule })
-    // Expect: 100-continue (serve.ts sends no automatic 100): the client sends its body only once
-    // the request is authorized, so a refused upload costs no bandwidth.
-    if (req.headers.expect !== undefined) res.writeContinue()
-    if (wellKnown) {
-      if (rt.wellKnown === undefined) {
-        // Weaviate answers 404 with an empty body and no Content-Type when OIDC is off (W20).
-        res.writeHead(404, { 'content-length': 0, 'x-request-id': ctx.requestId })
-        res.end()
+    return authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'] }))
+  }
+
+  /** Stages 6–8: authorize, then answer the well-known document or forward. */
+  function proceed(ctx: RequestContext, { runtime: rt, forwarder }: Live, principal: Principal): void {
+    const { req, res } = ctx
+    try {
+      ctx.principal = principal
+      // A local account that must change its password may do nothing else (SPEC §8).
+      if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
+      // 6b · authorize
+      const decision = rt.adminList.decide(principal, (ctx.classification as Classification).access)
+      if (!decision.allowed) throw new GatehouseError('ERR_FORBIDDEN', { detail: decision.rule })
+      // Expect: 100-continue (serve.ts sends no automatic 100): the client sends its body only once
+      // the request is authorized, so a refused upload costs no bandwidth.
+      if (req.headers.expect !== undefined) res.writeContinue()
+      if (ctx.classification === WELL_KNOWN_CLASS) {
+        if (rt.wellKnown === undefined) {
+          // Weaviate answers 404 with an empty body and no Content-Type when OIDC is off (W20).
+          res.writeHead(404, { 'content-length': 0, 'x-request-id': ctx.requestId })
+          res.end()
+          return
+        }
+        sendJson(res, 200, rt.wellKnown, req.method === 'HEAD', { 'x-request-id': ctx.requestId })
         return
       }
-      sendJson(res, 200, rt.wellKnown, method === 'HEAD', { 'x-request-id': ctx.requestId })
-      return
+      // 3 + 7 · strip, then inject
+      const headers = upstreamHeaders(req, rt.headers, { principal, requestId: ctx.requestId, proto: rt.proto })
+      // 8 · forward
+      forwarder.forward(req, res, ctx.path as string, ctx.query, headers, {
+        requestId: ctx.requestId,
+        onAbortable: (abort) => {
+          ctx.abortUpstream = abort
+        },
+        done: (status) => {
+          ctx.upstreamStatus = status
+        },
+        // Not answered twice: a body timeout (408) sets its reason, then aborts the exchange.
+        fail: (err) => {
+          if (ctx.reason === undefined) sendError(ctx, err)
+        },
+      })
+    } catch (e) {
+      sendError(ctx, asGatehouseError(e))
     }
-    // 3 + 7 · strip, then inject
-    const headers = upstreamHeaders(req, rt.headers, { principal, requestId: ctx.requestId, proto: rt.proto })
-    // 8 · forward
-    ctx.upstreamStatus = await forwarder.forward(req, res, target.path, query, headers, {
-      requestId: ctx.requestId,
-      onAbortable: (abort) => {
-        ctx.abortUpstream = abort
-      },
-    })
   }
+}
+
+const WELL_KNOWN_CLASS: Classification = { access: 'public', rule: 'gatehouse: OIDC discovery endpoint' }
+
+function isWellKnown(method: string, path: string): boolean {
+  return path === WELL_KNOWN && (method === 'GET' || method === 'HEAD')
 }
 
 /**
@@ -178,11 +218,14 @@ function guardBody(ctx: RequestContext, ms: number): void {
       socket.setTimeout(ms)
       return
     }
-    ctx.abortUpstream?.()
     if (res.headersSent) {
+      ctx.abortUpstream?.()
       socket.destroy()
       return
     }
+    // The reason first: the aborted exchange's failure is then not answered (this timeout is).
+    ctx.reason = 'ERR_REQUEST_TIMEOUT'
+    ctx.abortUpstream?.()
     sendError(ctx, new GatehouseError('ERR_REQUEST_TIMEOUT', { detail: `request body idle for ${ms} ms` }))
     socket.destroySoon()
   }

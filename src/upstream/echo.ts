@@ -3,8 +3,9 @@
  * query and headers it received — exactly what a real upstream would have been sent. For the
  * demo and for tests. The body is read and counted (streamed, never kept).
  */
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
+import { asGatehouseError } from '../pipeline/respond.ts'
 import type { Forwarder } from './forward.ts'
 
 /** What the echo upstream answers. */
@@ -19,28 +20,32 @@ export interface EchoReply {
 /** Create the echo forwarder. */
 export function createEchoForwarder(maxRequestBody: number): Forwarder {
   return {
-    async forward(req, res, path, query, headers, hooks) {
-      const declared = Number(req.headers['content-length'] ?? NaN)
-      if (maxRequestBody > 0 && declared > maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` })
-      let bodyBytes = 0
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        bodyBytes += chunk.length
-        if (maxRequestBody > 0 && bodyBytes > maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `more than ${maxRequestBody} bytes` })
-      }
-      const h: Record<string, string | string[]> = {}
-      for (let i = 0; i < headers.length; i += 2) {
-        const k = (headers[i] as string).toLowerCase()
-        const v = headers[i + 1] as string
-        const prev = h[k]
-        h[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
-      }
-      const reply: EchoReply = { method: req.method as string, path, query, headers: h, bodyBytes }
-      const body = JSON.stringify(reply)
-      sendJson(res, 200, body, hooks.requestId)
-      return 200
+    forward(req, res, path, query, headers, hooks) {
+      echo(req, res, path, query, headers, hooks.requestId, maxRequestBody).then(hooks.done, (e: unknown) => hooks.fail(asGatehouseError(e)))
     },
     async close() {},
   }
+}
+
+async function echo(req: IncomingMessage, res: ServerResponse, path: string, query: string, headers: string[], requestId: string, maxRequestBody: number): Promise<number> {
+  const declared = Number(req.headers['content-length'] ?? NaN)
+  if (maxRequestBody > 0 && declared > maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` })
+  let bodyBytes = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    bodyBytes += chunk.length
+    if (maxRequestBody > 0 && bodyBytes > maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `more than ${maxRequestBody} bytes` })
+  }
+  const h: Record<string, string | string[]> = {}
+  for (let i = 0; i < headers.length; i += 2) {
+    const k = (headers[i] as string).toLowerCase()
+    const v = headers[i + 1] as string
+    const prev = h[k]
+    h[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
+  }
+  const reply: EchoReply = { method: req.method as string, path, query, headers: h, bodyBytes }
+  const body = JSON.stringify(reply)
+  sendJson(res, 200, body, requestId)
+  return 200
 }
 
 function sendJson(res: ServerResponse, status: number, body: string, requestId: string): void {

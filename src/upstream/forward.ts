@@ -21,16 +21,20 @@ export interface ForwardHooks {
   readonly requestId: string
   /** The handler calls the registered function when the client connection closes early. */
   onAbortable(abort: () => void): void
+  /** The exchange ended (the response is complete, or was cut after it started): the upstream status. */
+  done(status: number): void
+  /** The upstream failed before any response byte was sent: the error to answer with. */
+  fail(err: GatehouseError): void
 }
 
 /** Forwards one request whose upstream headers are already built. */
 export interface Forwarder {
   /**
-   * Send the request upstream and stream the answer into `res`.
-   * @returns the upstream status code.
-   * @throws GatehouseError when the upstream fails before the response started.
+   * Send the request upstream and stream the answer into `res`; ends with exactly one of
+   * `hooks.done` or `hooks.fail` (callbacks rather than a promise: no promise, closure or
+   * microtask per request on the hot path).
    */
-  forward(req: IncomingMessage, res: ServerResponse, path: string, query: string, headers: string[], hooks: ForwardHooks): Promise<number>
+  forward(req: IncomingMessage, res: ServerResponse, path: string, query: string, headers: string[], hooks: ForwardHooks): void
   close(): Promise<void>
 }
 
@@ -73,7 +77,10 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
       let body: Readable | null = null
       if (hasBody) {
         const declared = Number(req.headers['content-length'] ?? NaN)
-        if (o.maxRequestBody > 0 && declared > o.maxRequestBody) return Promise.reject(new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` }))
+        if (o.maxRequestBody > 0 && declared > o.maxRequestBody) {
+          hooks.fail(new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `content-length ${declared}` }))
+          return
+        }
         body = o.maxRequestBody > 0 ? req.pipe(limiter(o.maxRequestBody, 'ERR_REQUEST_TOO_LARGE')) : req
       }
       // undici's dispatch API with its native (legacy) handler methods: the upstream body is
@@ -82,90 +89,88 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
       // object — no stream pipeline, no AbortSignal, no handler adapter or header parsing per
       // request (undici wraps controller-style handlers in an adapter that parses the headers
       // into an object, which this one would then copy again).
-      return new Promise<number>((resolve, reject) => {
-        let abort: ((err: Error) => void) | undefined
-        let aborted = false
-        let status = 0
-        let started = false
-        let received = 0
-        let settled = false
-        let infoTimer: NodeJS.Timeout | undefined
-        // undici's resume for a paused body (from onHeaders), called on the response's drain.
-        let drainResume: () => void = () => {}
-        const finish = (err?: GatehouseError): void => {
-          if (settled) return
-          settled = true
-          if (err === undefined) resolve(status)
-          else reject(err)
-        }
-        const cancel = (err: Error): void => {
-          if (aborted || abort === undefined) return
-          aborted = true
-          abort(err)
-        }
-        // One 'close' listener per request (the handler's) aborts the upstream exchange.
-        // (writableEnded, not writableFinished: an HTTP/2 compat response reports finished on a reset.)
-        let clientGone = false
-        hooks.onAbortable(() => {
-          if (res.writableEnded) return
-          clientGone = true
-          cancel(new Error('client closed the connection'))
-        })
-        const handler: Dispatcher.DispatchHandler = {
-          onConnect(a) {
-            abort = a
-            if (clientGone || res.destroyed) cancel(new Error('client closed the connection'))
-          },
-          onHeaders(statusCode, raw, resume) {
-            if (statusCode < 200) {
-              // 1xx informational answers are not relayed. undici restarts its headers timer on
-              // each, so an upstream sending 1xx forever would hold the client: the final status
-              // must come within one headers timeout of the first 1xx.
-              infoTimer ??= setTimeout(() => cancel(new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: 'no final status after a 1xx answer' })), o.timeouts.headers)
-              return true
-            }
-            if (infoTimer !== undefined) clearTimeout(infoTimer)
-            const out = responseHeaders(raw)
-            if (o.maxResponseBody > 0 && out.contentLength > o.maxResponseBody) {
-              const err = new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${out.contentLength}` })
-              finish(err)
-              cancel(err)
-              return false
-            }
-            status = statusCode
-            started = true
-            out.list.push('x-request-id', hooks.requestId)
-            res.writeHead(statusCode, out.list)
-            drainResume = resume
-            return true
-          },
-          onData(chunk) {
-            received += chunk.length
-            if (o.maxResponseBody > 0 && received > o.maxResponseBody) {
-              cancel(new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `more than ${o.maxResponseBody} bytes` }))
-              return false
-            }
-            if (res.write(chunk)) return true
-            res.once('drain', drainResume)
-            return false
-          },
-          onComplete() {
-            res.end()
-            finish()
-          },
-          onError(err) {
-            if (infoTimer !== undefined) clearTimeout(infoTimer)
-            if (!started) {
-              finish(translate(err))
-              return
-            }
-            // The response has started: cut the connection so the client sees a truncated body.
-            res.destroy()
-            finish()
-          },
-        }
-        pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: `${basePath}${path}${query === '' ? '' : `?${query}`}`, headers, body }, handler)
+      let abort: ((err: Error) => void) | undefined
+      let aborted = false
+      let status = 0
+      let started = false
+      let received = 0
+      let settled = false
+      let infoTimer: NodeJS.Timeout | undefined
+      // undici's resume for a paused body (from onHeaders), called on the response's drain.
+      let drainResume: () => void = () => {}
+      const finish = (err?: GatehouseError): void => {
+        if (settled) return
+        settled = true
+        if (err === undefined) hooks.done(status)
+        else hooks.fail(err)
+      }
+      const cancel = (err: Error): void => {
+        if (aborted || abort === undefined) return
+        aborted = true
+        abort(err)
+      }
+      // One 'close' listener per request (the handler's) aborts the upstream exchange.
+      // (writableEnded, not writableFinished: an HTTP/2 compat response reports finished on a reset.)
+      let clientGone = false
+      hooks.onAbortable(() => {
+        if (res.writableEnded) return
+        clientGone = true
+        cancel(new Error('client closed the connection'))
       })
+      const handler: Dispatcher.DispatchHandler = {
+        onConnect(a) {
+          abort = a
+          if (clientGone || res.destroyed) cancel(new Error('client closed the connection'))
+        },
+        onHeaders(statusCode, raw, resume) {
+          if (statusCode < 200) {
+            // 1xx informational answers are not relayed. undici restarts its headers timer on
+            // each, so an upstream sending 1xx forever would hold the client: the final status
+            // must come within one headers timeout of the first 1xx.
+            infoTimer ??= setTimeout(() => cancel(new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: 'no final status after a 1xx answer' })), o.timeouts.headers)
+            return true
+          }
+          if (infoTimer !== undefined) clearTimeout(infoTimer)
+          const out = responseHeaders(raw)
+          if (o.maxResponseBody > 0 && out.contentLength > o.maxResponseBody) {
+            const err = new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${out.contentLength}` })
+            finish(err)
+            cancel(err)
+            return false
+          }
+          status = statusCode
+          started = true
+          out.list.push('x-request-id', hooks.requestId)
+          res.writeHead(statusCode, out.list)
+          drainResume = resume
+          return true
+        },
+        onData(chunk) {
+          received += chunk.length
+          if (o.maxResponseBody > 0 && received > o.maxResponseBody) {
+            cancel(new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `more than ${o.maxResponseBody} bytes` }))
+            return false
+          }
+          if (res.write(chunk)) return true
+          res.once('drain', drainResume)
+          return false
+        },
+        onComplete() {
+          res.end()
+          finish()
+        },
+        onError(err) {
+          if (infoTimer !== undefined) clearTimeout(infoTimer)
+          if (!started) {
+            finish(translate(err))
+            return
+          }
+          // The response has started: cut the connection so the client sees a truncated body.
+          res.destroy()
+          finish()
+        },
+      }
+      pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: `${basePath}${path}${query === '' ? '' : `?${query}`}`, headers, body }, handler)
     },
     async close() {
       unsubscribe?.()
