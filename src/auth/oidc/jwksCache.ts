@@ -68,6 +68,8 @@ export class JwksCache {
   readonly #now: () => number
   #snap: Snapshot | undefined
   #imported = new Map<string, VerifyKey>()
+  /** keyNow's memo: kid|alg → key, for the snapshot it was found in (only kids that exist). */
+  #known = new Map<string, { readonly snap: Snapshot; readonly key: VerifyKey }>()
   #inflight: Promise<void> | undefined
   #lastAttempt = -Infinity
   #lastError: string | undefined
@@ -132,6 +134,25 @@ export class JwksCache {
     if (s.advertisedAlgs !== undefined) return s.advertisedAlgs
     const fromKeys = s.jwks.map((k) => k.alg).filter((a): a is string => typeof a === 'string')
     return fromKeys.length > 0 ? [...new Set(fromKeys)] : undefined
+  }
+
+  /**
+   * The verification key for a token header when it is at hand: keys loaded and fresh, the kid
+   * known, the key usable. Undefined otherwise — then `getKey` fetches, waits or explains. The
+   * synchronous path of a first-sight token (no promise, no look-up by the key's modulus).
+   */
+  keyNow(kid: string | undefined, alg: string): VerifyKey | undefined {
+    if (!this.#usable()) return undefined
+    const snap = this.#snap as Snapshot
+    const memoKey = `${kid ?? ''}|${alg}`
+    const memo = this.#known.get(memoKey)
+    if (memo !== undefined && memo.snap === snap) return memo.key
+    const jwk = this.#find(kid, alg)
+    if (jwk === undefined) return undefined
+    const key = keyForAlg(jwk, alg)
+    if (typeof key === 'string') return undefined
+    this.#known.set(memoKey, { snap, key })
+    return key
   }
 
   /**
@@ -246,6 +267,7 @@ export class JwksCache {
   #setSnapshot(s: Snapshot): void {
     this.#snap = s
     this.#imported = new Map()
+    this.#known = new Map()
   }
 
   #schedule(ms: number): void {

@@ -11,7 +11,7 @@ import { ASYMMETRIC_ALGS } from '../../config/validate.ts'
 import type { JwtVerifier } from '../authenticate.ts'
 import type { JwtShape } from '../jwtShape.ts'
 import type { Principal } from '../principal.ts'
-import type { JwksCache } from './jwksCache.ts'
+import type { JwksCache, VerifyKey } from './jwksCache.ts'
 import { verifySignature } from './jws.ts'
 
 export interface OidcVerifierOptions {
@@ -54,7 +54,8 @@ export class OidcVerifier implements JwtVerifier {
     return advertised.length > 0 ? advertised : ['RS256']
   }
 
-  async verify(token: string, shape: JwtShape): Promise<Principal> {
+  /** Synchronous when the key is at hand (the common case); a promise when keys must be fetched. */
+  verify(token: string, shape: JwtShape): Principal | Promise<Principal> {
     const o = this.#o
     if (token.length > o.maxTokenBytes) throw invalid(`token of ${token.length} bytes exceeds ${o.maxTokenBytes}`, 'unauthorized: token too large')
     const h = shape.header
@@ -65,12 +66,19 @@ export class OidcVerifier implements JwtVerifier {
     if (typeof alg !== 'string' || !ASYMMETRIC.has(alg)) throw invalid(`alg ${JSON.stringify(alg)} is not an allowed asymmetric algorithm`)
     if (o.algorithms.length > 0 && !o.algorithms.includes(alg)) throw invalid(`alg ${alg} not in the configured algorithms`)
     const kid = typeof h.kid === 'string' ? h.kid : undefined
+    const key = o.cache.keyNow(kid, alg)
+    if (key !== undefined) return this.#verified(token, shape, alg, key)
     // Looking the key up may refetch discovery (a rotation can bring a new algorithm), so the
-    // issuer's advertised list is checked after it.
-    const key = await o.cache.getKey(kid, alg)
+    // issuer's advertised list is checked after it (in #verified).
+    return o.cache.getKey(kid, alg).then((k) => this.#verified(token, shape, alg, k))
+  }
+
+  /** The checks that need the key: algorithm allowed now, signature, claims. */
+  #verified(token: string, shape: JwtShape, alg: string, key: VerifyKey): Principal {
+    const o = this.#o
     const allowed = this.allowedAlgorithms()
     if (!allowed.includes(alg)) throw invalid(`alg ${alg} not in ${allowed.join(',')}`)
-    if (h.b64 !== undefined && h.b64 !== true) throw invalid('unencoded payload (b64) is not a JWT')
+    if (shape.header.b64 !== undefined && shape.header.b64 !== true) throw invalid('unencoded payload (b64) is not a JWT')
     if (!verifySignature(token, alg, key)) throw invalid('signature verification failed')
     // The payload decoded by the router is the signed one (same bytes): check the claims.
     const payload = shape.payload as JWTPayload
