@@ -8,9 +8,10 @@
  * in flight when the process exits. A batch is at most `batchBytes`; with `workers: N` that is
  * PIPE_BUF (4096), so lines of different workers never interleave even on a pipe.
  *
- * When stdout cannot take more (EAGAIN on a non-blocking pipe), lines wait for the next tick;
+ * On a blocking stdout a reader that stops reading holds the writer (as it would pino's default
+ * destination). On a non-blocking one that would block (EAGAIN), lines wait for the next tick;
  * past `maxPendingBytes` new lines are dropped and counted, and the count is logged once writing
- * works again — the proxy never stalls or grows without bound because its log reader did.
+ * works again, so memory stays bounded.
  *
  * Records (`defer`) are kept as they are and serialised only when their batch is written: one
  * tight loop over a few hundred records costs less per record than building each line in the
