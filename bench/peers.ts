@@ -64,6 +64,10 @@ const AUDIENCE = 'gatehouse'
 const SUBJECT = 'bench-user'
 const T0 = Date.now()
 
+// What is measured: `npm run bench` builds dist/ just before this starts, so the tree now is the build.
+const GIT = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || '?'
+const DIRTY = (spawnSync('git', ['-C', ROOT, 'status', '--porcelain', 'src'], { encoding: 'utf8' }).stdout ?? '').trim() !== ''
+
 const log = (s: string): void => console.error(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(6)} s] ${s}`)
 
 const cleanups: (() => Promise<void> | void)[] = []
@@ -371,8 +375,6 @@ async function main(): Promise<number> {
   }
 
   // --- report ---------------------------------------------------------------------------
-  const git = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || '?'
-  const dirty = (spawnSync('git', ['-C', ROOT, 'status', '--porcelain', 'src'], { encoding: 'utf8' }).stdout ?? '').trim() !== ''
   const cpuModel = os.cpus()[0]?.model ?? '?'
   const versions = [
     `node ${process.version}`,
@@ -385,7 +387,7 @@ async function main(): Promise<number> {
   const out: string[] = []
   out.push(`# gatehouse against its peers (${PLAN.label} run)`)
   out.push('')
-  out.push(`${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, gatehouse ${git}${dirty ? ' + uncommitted src/ changes' : ''}, ${os.cpus().length} × ${cpuModel}; ${versions.join(', ')}.`)
+  out.push(`${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, gatehouse ${GIT}${DIRTY ? ' + uncommitted src/ changes' : ''}, ${os.cpus().length} × ${cpuModel}; ${versions.join(', ')}.`)
   out.push('')
   out.push(
     `Each candidate pinned to ${pin ? 'CPU 1' : 'no CPU (no pinning)'} with one worker/thread; ${useWrk ? `wrk -t1 -c${CONNECTIONS}` : `a Node loop with ${CONNECTIONS} connections`} and the upstream (${upstreamKind}) on ${pin ? 'CPU 0' : 'the same CPUs'}. ${PLAN.rounds} interleaved round(s) × ${PLAN.secs} s at ${CONNECTIONS} connections + ${PLAN.c1Secs} s at 1 connection, after a ${PLAN.warmSecs} s warm-up. GET of a 2-byte body. CPU µs/req = user+system CPU of the candidate's process tree (/proc) ÷ requests in the ${CONNECTIONS}-connection run — the fair per-core figure; req/s is capped by the load core. Ratios are of CPU µs/req. RSS = peak VmRSS of the process tree during the ${CONNECTIONS}-connection runs.`,

@@ -41,9 +41,8 @@ export function extractCredential(req: Pick<IncomingMessage, 'headers' | 'rawHea
     if (countRaw(req.rawHeaders, 'authorization') > 1) throw new GatehouseError('ERR_AMBIGUOUS_CREDENTIAL', { detail: 'several Authorization headers' })
     // RFC 9110 §11.1: the scheme is case-insensitive. Unlike Weaviate (which treats `Basic …` as
     // no credential), a presented credential we cannot use is a 401, never anonymous.
-    const m = /^bearer +(.*)$/i.exec(auth)
-    if (m === null) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: unsupported authorization scheme; send Authorization: Bearer <token>', detail: 'non-bearer scheme' })
-    const token = (m[1] ?? '').trim()
+    const token = bearerToken(auth)
+    if (token === undefined) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: unsupported authorization scheme; send Authorization: Bearer <token>', detail: 'non-bearer scheme' })
     if (token === '') throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: empty bearer token', detail: 'empty bearer' })
     found.push({ token, source: 'authorization' })
   }
@@ -77,6 +76,22 @@ export function extractCredential(req: Pick<IncomingMessage, 'headers' | 'rawHea
 
 function countRaw(raw: readonly string[], lower: string): number {
   let n = 0
-  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === lower) n++
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === lower.length && name.toLowerCase() === lower) n++
+  }
   return n
+}
+
+/**
+ * The token of `Bearer <token>` (scheme case-insensitive, one or more spaces, surrounding
+ * whitespace trimmed), or undefined for any other scheme. Same as /^bearer +(.*)$/i then trim,
+ * without scanning the token with a regular expression.
+ */
+export function bearerToken(auth: string): string | undefined {
+  if (auth.length < 7 || auth.charCodeAt(6) !== 0x20 || auth.slice(0, 6).toLowerCase() !== 'bearer') return undefined
+  let i = 7
+  while (i < auth.length && auth.charCodeAt(i) === 0x20) i++
+  const token = auth.slice(i)
+  return token.length > 0 && (token.charCodeAt(0) <= 0x20 || token.charCodeAt(token.length - 1) <= 0x20) ? token.trim() : token
 }

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http'
 import { describe, it } from 'node:test'
 import { ApiKeyVerifier } from '../../src/auth/apikey.ts'
 import { Authenticator, type AuthenticatorOptions, type JwtVerifier } from '../../src/auth/authenticate.ts'
-import { extractCredential, type ExtractOptions } from '../../src/auth/extract.ts'
+import { bearerToken, extractCredential, type ExtractOptions } from '../../src/auth/extract.ts'
 import { jwtShape } from '../../src/auth/jwtShape.ts'
 import type { Principal } from '../../src/auth/principal.ts'
 import { parseDuration, parseSize } from '../../src/config/units.ts'
@@ -251,6 +251,16 @@ describe('extractCredential (SPEC §5)', () => {
     const r = extractCredential(fakeReq([['Authorization', 'Bearer jane-key']]), '', plain)
     assert.deepEqual(r.credential, { token: 'jane-key', source: 'authorization' })
   })
+  it('bearerToken reads the token exactly as /^bearer +(.*)$/i plus trim would (without a regex over the token)', () => {
+    const reference = (a: string): string | undefined => {
+      const m = /^bearer +(.*)$/i.exec(a)
+      return m === null ? undefined : (m[1] ?? '').trim()
+    }
+    for (const a of ['Bearer abc', 'bearer  abc', 'BEARER abc ', 'Bearer', 'Bearer ', 'Bearer  ', 'Bearerabc', 'Basic abc', 'Bearer\tabc', 'Bearer a b', 'Bearer abc\t', 'xBearer abc', 'Bearer \tabc', 'Bearer é', 'bEaReR x.y.z']) {
+      assert.equal(bearerToken(a), reference(a), JSON.stringify(a))
+    }
+  })
+
   it('the scheme is case-insensitive: lower-case bearer is accepted', () => {
     assert.equal(extractCredential(fakeReq([['authorization', 'bearer jane-key']]), '', plain).credential?.token, 'jane-key')
     assert.equal(extractCredential(fakeReq([['authorization', 'BEARER jane-key']]), '', plain).credential?.token, 'jane-key')
