@@ -150,3 +150,15 @@ export function upstreamHeaders(req: HeaderSource, policy: HeaderPolicy, facts: 
   if (policy.preserveHost && host !== undefined) out.push('Host', host)
   return out
 }
+
+/** A flat `[name, value, …]` list as an object with lower-case names; repeated names become arrays. */
+export function headerObject(flat: readonly string[]): Record<string, string | string[]> {
+  const h: Record<string, string | string[]> = {}
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = (flat[i] as string).toLowerCase()
+    const v = flat[i + 1] as string
+    const prev = h[k]
+    h[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
+  }
+  return h
+}

@@ -29,7 +29,7 @@ import { HOP_BY_HOP } from '../upstream/hop.ts'
 import type { OutboundTrust } from '../upstream/trust.ts'
 import { authenticate } from './authenticate.ts'
 import type { ServeState } from './handler.ts'
-import { upstreamHeaders } from './headers.ts'
+import { headerObject, upstreamHeaders } from './headers.ts'
 import { asGatehouseError } from './respond.ts'
 import { parseTarget } from './target.ts'
 
@@ -140,14 +140,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
       if (upstreamUrl === 'echo:') throw new GatehouseError('ERR_UPGRADE_UNSUPPORTED', { detail: 'the echo upstream does not speak WebSocket' })
       if (socket.destroyed) return
       // 3 + 7 · strip, then inject; then put the upgrade itself back (hop-by-hop, stripped above)
-      const flat = upstreamHeaders(req, rt.headers, { principal, requestId, proto: rt.proto })
-      const headers: Record<string, string | string[]> = {}
-      for (let i = 0; i < flat.length; i += 2) {
-        const k = (flat[i] as string).toLowerCase()
-        const v = flat[i + 1] as string
-        const prev = headers[k]
-        headers[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
-      }
+      const headers = headerObject(upstreamHeaders(req, rt.headers, { principal, requestId, proto: rt.proto }))
       headers.connection = 'Upgrade'
       headers.upgrade = 'websocket'
       const base = new URL(upstreamUrl)

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
+import { headerObject } from '../pipeline/headers.ts'
 import { asGatehouseError } from '../pipeline/respond.ts'
 import type { Forwarder } from './forward.ts'
 
@@ -35,14 +36,7 @@ async function echo(req: IncomingMessage, res: ServerResponse, path: string, que
     bodyBytes += chunk.length
     if (maxRequestBody > 0 && bodyBytes > maxRequestBody) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { detail: `more than ${maxRequestBody} bytes` })
   }
-  const h: Record<string, string | string[]> = {}
-  for (let i = 0; i < headers.length; i += 2) {
-    const k = (headers[i] as string).toLowerCase()
-    const v = headers[i + 1] as string
-    const prev = h[k]
-    h[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
-  }
-  const reply: EchoReply = { method: req.method as string, path, query, headers: h, bodyBytes }
+  const reply: EchoReply = { method: req.method as string, path, query, headers: headerObject(headers), bodyBytes }
   const body = JSON.stringify(reply)
   sendJson(res, 200, body, requestId)
   return 200
