@@ -1,8 +1,8 @@
 /**
- * Stage 8: forward to the upstream with undici and stream both ways.
+ * Stage 8: forward to the upstream (the HTTP/1.1 pool of `h1pool.ts`) and stream both ways.
  *
- * Bodies are never buffered: the client request is handed to undici as a stream and the
- * upstream body is piped into the response, so memory stays flat for any size. Failures map to
+ * Bodies are never buffered: the client request is streamed to the upstream socket and the
+ * upstream body is written into the response, so memory stays flat for any size. Failures map to
  * 502 (refused, reset, bad response) and 504 (timeouts) while no response byte has been sent;
  * after that the only honest signal is to cut the client connection.
  */
@@ -10,8 +10,9 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { rootCertificates } from 'node:tls'
-import { Pool, type Dispatcher } from 'undici'
+import { maxHeaderSize } from 'node:http'
 import { GatehouseError } from '../errors.ts'
+import { H1Pool, type ExchangeHandler } from './h1pool.ts'
 import { HOP_BY_HOP } from './hop.ts'
 import type { OutboundTrust } from './trust.ts'
 
@@ -48,19 +49,22 @@ export interface ForwarderOptions {
   readonly maxResponseBody: number
 }
 
-/** Build the undici forwarder for an http(s) upstream. */
+/** Build the forwarder for an http(s) upstream. */
 export function createHttpForwarder(o: ForwarderOptions): Forwarder {
   const base = new URL(o.url)
   const basePath = base.pathname.replace(/\/+$/, '')
   const fileCa = o.caFile === undefined ? undefined : readFileSync(o.caFile, 'utf8')
-  const makePool = (): Pool => {
+  const makePool = (): H1Pool => {
     const extra = [fileCa, o.trust?.extraCa].filter((x): x is string => x !== undefined)
     const ca = extra.length === 0 ? undefined : [...rootCertificates, ...extra]
-    return new Pool(base.origin, {
-      connect: { timeout: o.timeouts.connect, ...(ca === undefined ? {} : { ca }) },
+    return new H1Pool({
+      origin: base,
+      ca,
+      connectTimeout: o.timeouts.connect,
       headersTimeout: o.timeouts.headers,
       bodyTimeout: o.timeouts.body,
       keepAliveTimeout: 4_000,
+      maxHeaderSize,
     })
   }
   let pool = makePool()
@@ -83,12 +87,9 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
         }
         body = o.maxRequestBody > 0 ? req.pipe(limiter(o.maxRequestBody, 'ERR_REQUEST_TOO_LARGE')) : req
       }
-      // undici's dispatch API with its native (legacy) handler methods: the upstream body is
-      // written straight into the client response with backpressure (onData returns false, the
-      // drain resumes), and the raw header list becomes the response's without an intermediate
-      // object — no stream pipeline, no AbortSignal, no handler adapter or header parsing per
-      // request (undici wraps controller-style handlers in an adapter that parses the headers
-      // into an object, which this one would then copy again).
+      // The upstream body is written straight into the client response with backpressure
+      // (onData returns false, the drain resumes), and the raw header list becomes the
+      // response's without an intermediate object — no stream pipeline, no promise per request.
       let abort: ((err: Error) => void) | undefined
       let aborted = false
       let status = 0
@@ -96,7 +97,7 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
       let received = 0
       let settled = false
       let infoTimer: NodeJS.Timeout | undefined
-      // undici's resume for a paused body (from onHeaders), called on the response's drain.
+      // The pool's resume for a paused body (from onHeaders), called on the response's drain.
       let drainResume: () => void = () => {}
       const finish = (err?: GatehouseError): void => {
         if (settled) return
@@ -117,16 +118,16 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
         clientGone = true
         cancel(new Error('client closed the connection'))
       })
-      const handler: Dispatcher.DispatchHandler = {
+      const handler: ExchangeHandler = {
         onConnect(a) {
           abort = a
           if (clientGone || res.destroyed) cancel(new Error('client closed the connection'))
         },
         onHeaders(statusCode, raw, resume) {
           if (statusCode < 200) {
-            // 1xx informational answers are not relayed. undici restarts its headers timer on
-            // each, so an upstream sending 1xx forever would hold the client: the final status
-            // must come within one headers timeout of the first 1xx.
+            // 1xx informational answers are not relayed. Each restarts nothing, but an upstream
+            // sending 1xx forever must not hold the client either: the final status must come
+            // within one headers timeout of the first 1xx.
             infoTimer ??= setTimeout(() => cancel(new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: 'no final status after a 1xx answer' })), o.timeouts.headers)
             return true
           }
@@ -170,7 +171,7 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
           finish()
         },
       }
-      pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: `${basePath}${path}${query === '' ? '' : `?${query}`}`, headers, body }, handler)
+      pool.dispatch(req.method as string, `${basePath}${path}${query === '' ? '' : `?${query}`}`, headers, body, handler)
     },
     async close() {
       unsubscribe?.()
@@ -227,13 +228,13 @@ function nameKind(name: string): number {
  * with, without hop-by-hop headers and those named in Connection (kept in order and spelling,
  * duplicates included); also the declared Content-Length (NaN when absent).
  */
-export function responseHeaders(raw: readonly (Buffer | string)[]): { list: string[]; contentLength: number } {
+export function responseHeaders(raw: readonly string[]): { list: string[]; contentLength: number } {
   const list: string[] = []
   let connection: string | undefined
   let contentLength = NaN
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1')
-    const value = raw[i + 1]!.toString('latin1')
+    const name = raw[i] as string
+    const value = raw[i + 1] as string
     const kind = nameKind(name)
     if (kind === HOP) continue
     if (kind === CONNECTION) {
@@ -254,17 +255,18 @@ export function responseHeaders(raw: readonly (Buffer | string)[]): { list: stri
 const REFUSED = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
 const TIMEOUT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
 
-/** Translate an undici/net error into a GatehouseError (the boundary of STYLE habit 1). */
+/** Translate a pool/net/TLS error into a GatehouseError (the boundary of STYLE habit 1). */
 export function translate(e: unknown): GatehouseError {
   if (e instanceof GatehouseError) return e
   const err = e as { code?: string; cause?: { code?: string }; message?: string }
   const code = err.code ?? err.cause?.code ?? ''
-  // A limiter error surfaces wrapped by undici as the request body's error.
+  // A limiter error may surface wrapped as the request body's error.
   const inner = (e as { cause?: unknown }).cause
   if (inner instanceof GatehouseError) return inner
   if (TIMEOUT.has(code)) return new GatehouseError('ERR_UPSTREAM_TIMEOUT', { detail: code, cause: e })
   if (REFUSED.has(code)) return new GatehouseError('ERR_UPSTREAM_UNAVAILABLE', { detail: code, cause: e })
-  // undici 7 leaves HTTPParserError.code undefined (its table is keyed by name): match the class.
+  // The pool's parser errors carry HPE_* codes; undici 7 (the upgrade path's peers) leaves
+  // HTTPParserError.code undefined (its table is keyed by name): match the class too.
   if ((e as Error).name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new GatehouseError('ERR_UPSTREAM_BAD_RESPONSE', { detail: code, cause: e })
   return new GatehouseError('ERR_UPSTREAM_UNAVAILABLE', { detail: code || (err.message ?? 'unknown upstream error'), cause: e })
 }

@@ -172,7 +172,7 @@ describe('access lines', () => {
 })
 
 describe('responseHeaders (upstream raw list → client list)', () => {
-  const raw = (...kv: string[]): Buffer[] => kv.map((s) => Buffer.from(s, 'latin1'))
+  const raw = (...kv: string[]): string[] => kv
 
   it('keeps order, spelling and duplicates (two Set-Cookie stay two)', () => {
     const r = responseHeaders(raw('Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Content-Length', '2'))
