@@ -162,6 +162,12 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
         },
         onError(err) {
           if (infoTimer !== undefined) clearTimeout(infoTimer)
+          // The client left before the answer: nothing to answer, and not the upstream's failure
+          // (the access line shows status 0 and aborted, not a 502 nobody received).
+          if (clientGone) {
+            finish()
+            return
+          }
           if (!started) {
             finish(translate(err))
             return

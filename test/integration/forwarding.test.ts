@@ -423,6 +423,14 @@ describe('forwarding', () => {
       await new Promise((res) => setTimeout(res, 400))
       assert.equal(gh.child.exitCode, null, `gatehouse exited with ${gh.child.exitCode}:\n${gh.stderr.join('')}`)
       assert.equal((await plain('/good')).status, 200)
+      // The client that left while the upstream was silent is logged as aborted, not as a 502
+      // that nobody received (the upstream did not fail).
+      const hang = gh.stdout.join('\n').split('\n').filter((l) => l.includes('"path":"/hang"'))
+      assert.equal(hang.length, 1, hang.join('\n'))
+      const rec = JSON.parse(hang[0] as string) as { status: number; aborted?: boolean; reason?: string }
+      assert.equal(rec.status, 0)
+      assert.equal(rec.aborted, true)
+      assert.equal(rec.reason, undefined)
     })
 
     for (const [p, status] of [
