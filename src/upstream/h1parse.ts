@@ -254,8 +254,12 @@ export class ResponseParser {
           chunked = true
         } else if (lower === 'connection') {
           const v = value.toLowerCase()
-          if (v === 'close' || hasToken(v, 'close')) close = true
-          else if (v === 'keep-alive' || hasToken(v, 'keep-alive')) keepAliveHeader = true
+          if (v === 'keep-alive') keepAliveHeader = true
+          else if (v === 'close') close = true
+          else if (v.includes(',')) {
+            if (hasToken(v, 'close')) close = true
+            else if (hasToken(v, 'keep-alive')) keepAliveHeader = true
+          }
         } else if (lower === 'keep-alive') hint = keepAliveTimeout(value)
       }
     }

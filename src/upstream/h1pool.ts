@@ -153,6 +153,10 @@ export class H1Pool {
   readonly #tick: number
   #closing = false
   #closed: (() => void) | undefined
+  /** One TLS context for every connection (building one per connect re-parses every CA). */
+  readonly #secureContext: tls.SecureContext | undefined
+  /** The latest TLS session ticket, so new connections resume instead of a full handshake. */
+  #session: Buffer | undefined
   /** A coarse clock (ms), advanced by the sweep: timestamps on the hot path cost nothing. */
   clock = Date.now()
   readonly keepAliveTimeout: number
@@ -164,6 +168,7 @@ export class H1Pool {
     this.#port = o.origin.port === '' ? (this.#tls ? 443 : 80) : Number(o.origin.port)
     this.#hostHeader = o.origin.host
     this.keepAliveTimeout = o.keepAliveTimeout
+    this.#secureContext = this.#tls ? tls.createSecureContext(o.ca === undefined ? {} : { ca: [...o.ca] }) : undefined
     const limits = [o.connectTimeout, o.headersTimeout, o.keepAliveTimeout, o.bodyTimeout].filter((t) => t > 0)
     this.#tick = Math.max(10, Math.min(1000, Math.floor(Math.min(...limits) / 5)))
   }
@@ -313,15 +318,21 @@ export class H1Pool {
 
   #connect(): Conn {
     const o = this.#o
-    const socket = this.#tls
-      ? tls.connect({
-          host: this.#host,
-          port: this.#port,
-          servername: net.isIP(this.#host) === 0 ? this.#host : undefined,
-          ALPNProtocols: ['http/1.1'],
-          ...(o.ca === undefined ? {} : { ca: [...o.ca] }),
-        })
-      : net.connect({ host: this.#host, port: this.#port })
+    let socket: net.Socket
+    if (this.#tls) {
+      const t = tls.connect({
+        host: this.#host,
+        port: this.#port,
+        servername: net.isIP(this.#host) === 0 ? this.#host : undefined,
+        ALPNProtocols: ['http/1.1'],
+        secureContext: this.#secureContext,
+        session: this.#session,
+      })
+      t.on('session', (session: Buffer) => {
+        this.#session = session
+      })
+      socket = t
+    } else socket = net.connect({ host: this.#host, port: this.#port })
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 60_000)
     const conn = new Conn(this, socket, new ResponseParser(o.maxHeaderSize))

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict'
 import net, { type AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, describe, it } from 'node:test'
+import tls from 'node:tls'
+import { generateSelfSignedCertificate } from '../../src/server/selfsigned.ts'
 import { H1Pool, type ExchangeHandler } from '../../src/upstream/h1pool.ts'
 
 interface Raw {
@@ -301,6 +303,33 @@ describe('upstream pool: timeouts and close', () => {
     } finally {
       await pool.close()
       await raw.close()
+    }
+  })
+})
+
+describe('upstream pool: https', () => {
+  it('verifies the upstream against the given CA, and a second connection resumes the TLS session', async () => {
+    const pem = generateSelfSignedCertificate({ commonName: 'pool upstream', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
+    const resumed: boolean[] = []
+    const server = tls.createServer({ cert: pem.certPem, key: pem.keyPem }, (s) => {
+      resumed.push(s.isSessionReused())
+      s.on('error', () => {})
+      s.on('data', () => s.end('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok'))
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const origin = new URL(`https://localhost:${(server.address() as AddressInfo).port}`)
+    const trusted = new H1Pool({ origin, ...OPTS, ca: [pem.certPem] })
+    const untrusted = new H1Pool({ origin, ...OPTS })
+    try {
+      assert.equal((await send(trusted, 'GET', '/1')).body, 'ok')
+      assert.equal((await send(trusted, 'GET', '/2')).body, 'ok')
+      assert.deepEqual(resumed, [false, true], 'the second connection resumed the session of the first')
+      const r = await send(untrusted, 'GET', '/3')
+      assert.equal(r.error?.code, 'DEPTH_ZERO_SELF_SIGNED_CERT')
+    } finally {
+      await trusted.close()
+      await untrusted.close()
+      await new Promise<void>((r) => server.close(() => r()))
     }
   })
 })
