@@ -429,7 +429,7 @@ async function main(): Promise<number> {
     out.push('## HTTP/2 and HTTP/1.1 through gatehouse (h2load)')
     out.push('')
     out.push(
-      `gatehouse with an API key, h2load ${version('h2load', ['--version'], /nghttp2\/(\S+)/)} -t1 -c${CONNECTIONS} ${pin ? 'on CPU 0' : ''}; ${PLAN.rounds} round(s) × ${PLAN.secs} s after a ${PLAN.warmSecs} s warm-up, medians. HTTP/2 is terminated by gatehouse and forwarded to the upstream over HTTP/1.1 (undici pool). Plain = prior-knowledge h2c; TLS = ALPN.`,
+      `gatehouse with an API key, h2load ${version('h2load', ['--version'], /nghttp2\/(\S+)/)} -t1 -c${CONNECTIONS} ${pin ? 'on CPU 0' : ''}; ${PLAN.rounds} round(s) × ${PLAN.secs} s after a ${PLAN.warmSecs} s warm-up, medians. HTTP/2 is terminated by gatehouse and forwarded to the upstream over HTTP/1.1 (gatehouse's keep-alive pool). Plain = prior-knowledge h2c; TLS = ALPN.`,
     )
     out.push('')
     out.push('| listener | protocol | req/s | CPU µs/req | mean ms | failed |')
