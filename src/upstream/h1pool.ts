@@ -480,7 +480,9 @@ export class H1Pool {
     for (const conn of this.#all) {
       const ex = conn.ex
       if (ex === undefined) {
-        if (now - conn.idleAt > conn.idleLimit) conn.socket.destroy()
+        // One tick early, so an idle connection is closed by its limit at the latest (the limit
+        // is already a second short of the upstream's own close).
+        if (now - conn.idleAt >= conn.idleLimit - this.#tick) conn.socket.destroy()
         continue
       }
       if (!conn.connected) {

@@ -192,6 +192,25 @@ describe('upstream pool: connection reuse', () => {
     assert.match(empty.raw.heads[0]!, /\r\ncontent-length: 0$/)
   })
 
+  it('an idle connection is closed by the keep-alive limit at the latest (never left for the upstream to close under a request)', async () => {
+    let closed = 0
+    const seen = new WeakSet<net.Socket>()
+    const { raw, pool } = await setup((_h, s) => {
+      if (!seen.has(s)) {
+        seen.add(s)
+        s.once('close', () => closed++)
+      }
+      s.write(OK)
+    }, { keepAliveTimeout: 500 })
+    await send(pool, 'GET', '/a')
+    await sleep(250)
+    assert.equal(closed, 0, 'still pooled well before the limit')
+    assert.equal((await send(pool, 'GET', '/b')).body, 'ok')
+    assert.equal(raw.connections, 1, 'reused within the limit')
+    await sleep(650)
+    assert.equal(closed, 1, 'closed by the pool within its limit')
+  })
+
   it('a Keep-Alive hint of one second or less: the connection is not kept (it would race the upstream’s close)', async () => {
     const { raw, pool } = await setup((_h, s) => s.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok'))
     await send(pool, 'GET', '/a')
