@@ -9,8 +9,10 @@
  * batches (logWriter.ts), at least every 100 ms and at exit; other lines at once.
  */
 import { pino, type DestinationStream, type Logger } from 'pino'
-import type { LogLevel } from './config/types.ts'
 import { LineWriter, PIPE_BUF } from './logWriter.ts'
+
+/** pino's levels, plus `silent`. */
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
 export type { Logger }
 

@@ -5,7 +5,7 @@
  * guess, never about a stored key (the digest cannot be steered towards a stored one).
  */
 import { isSha256Key } from '../config/keys.ts'
-import type { Principal } from './principal.ts'
+import type { Principal } from '../http/principal.ts'
 import { tokenDigest } from './tokenCache.ts'
 
 /** Verifies API keys. Build once at start; `authenticate` is pure and synchronous. */

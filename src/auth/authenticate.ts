@@ -9,7 +9,7 @@ import type { Access } from '../authz/profiles.ts'
 import type { ApiKeyVerifier } from './apikey.ts'
 import type { Credential } from './extract.ts'
 import { jwtShape, type JwtShape } from './jwtShape.ts'
-import { ANONYMOUS, type Principal } from './principal.ts'
+import { ANONYMOUS, type Principal } from '../http/principal.ts'
 import { tokenDigest, type TokenCache } from './tokenCache.ts'
 
 /** Verifies JWTs of one issuer. Implemented by the OIDC and local-token verifiers. */

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { GatehouseError } from '../errors.ts'
-import { takeQueryToken } from '../pipeline/target.ts'
+import { takeQueryToken } from '../http/target.ts'
 
 /** Where a credential was found. */
 export type CredentialSource = 'authorization' | 'api-key' | 'query'

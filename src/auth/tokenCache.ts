@@ -10,7 +10,7 @@
  */
 import { hash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-import type { Principal } from './principal.ts'
+import type { Principal } from '../http/principal.ts'
 
 interface Entry {
   readonly principal: Principal

@@ -4,7 +4,7 @@
  * read, anyone else gets 403. Anonymous is judged as the user `anonymous`. Matching is exact
  * and case-sensitive.
  */
-import type { Principal } from '../auth/principal.ts'
+import type { Principal } from '../http/principal.ts'
 import type { Access } from './profiles.ts'
 
 export interface AdminListConfig {

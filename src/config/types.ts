@@ -2,6 +2,7 @@
  * The validated, frozen configuration. Produced by `loadConfig` (YAML, then environment over it)
  * and consumed only at start by `compile`; the hot path never reads it.
  */
+import type { LogLevel } from '../log.ts'
 
 /** The upstream profile decides what counts as a read and which paths are public (SPEC §6). */
 export type ProfileName = 'generic' | 'weaviate' | 'qdrant'
@@ -145,7 +146,7 @@ export interface AdditionalIssuer {
   readonly algorithms?: readonly string[]
 }
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+export type { LogLevel }
 
 /** Where a configuration value came from; `config print` shows it next to the value. */
 export type Source =

@@ -3,10 +3,10 @@
  * Hashes carry their parameters (`scrypt$N$r$p$salt$hash`) so the cost can be raised later.
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
+import { MAX_PASSWORD_LENGTH, passwordProblem } from '../config/passwordRules.ts'
 import { GatehouseError } from '../errors.ts'
 
-/** Longest password accepted: scrypt cost does not depend on length, but parsing and transport do. */
-export const MAX_PASSWORD_LENGTH = 128
+export { MAX_PASSWORD_LENGTH, passwordProblem }
 
 // N=2^15, r=8: 32 MiB and tens of milliseconds per hash. Concurrency is bounded by the lockout
 // slots (at most failedAttempts checks in flight per name).
@@ -15,19 +15,6 @@ const R = 8
 const P = 1
 const KEYLEN = 32
 const MAXMEM = 64 * 1024 * 1024
-
-/**
- * The first rule `password` breaks, as a message naming it; undefined when it is acceptable.
- * Weka: at least 8 characters, an uppercase letter, a lowercase letter, a number or a special character.
- */
-export function passwordProblem(password: string): string | undefined {
-  if (password.length < 8) return 'password must be at least 8 characters long'
-  if (password.length > MAX_PASSWORD_LENGTH) return `password must be at most ${MAX_PASSWORD_LENGTH} characters long`
-  if (!/\p{Lu}/u.test(password)) return 'password must contain an uppercase letter'
-  if (!/\p{Ll}/u.test(password)) return 'password must contain a lowercase letter'
-  if (!/[^\p{L}]/u.test(password)) return 'password must contain a number or a special character'
-  return undefined
-}
 
 /** Throw 400 ERR_WEAK_PASSWORD naming the broken rule. */
 export function assertPasswordPolicy(password: string): void {

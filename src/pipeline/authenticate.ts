@@ -4,10 +4,10 @@
  * before any verification; a presented credential that fails (401) counts against its address.
  */
 import type { Credential } from '../auth/extract.ts'
-import type { Principal } from '../auth/principal.ts'
+import type { Principal } from '../http/principal.ts'
 import { clientKey } from '../auth/throttle.ts'
 import type { Access } from '../authz/profiles.ts'
-import type { Runtime } from '../config/compile.ts'
+import type { Runtime } from './runtime.ts'
 import { GatehouseError } from '../errors.ts'
 
 /** Where a request came from, for the throttle: the peer and any X-Forwarded-For it sent. */

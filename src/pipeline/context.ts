@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Credential } from '../auth/extract.ts'
-import type { Principal } from '../auth/principal.ts'
+import type { Principal } from '../http/principal.ts'
 import type { Classification } from '../authz/profiles.ts'
 import type { ErrorCode } from '../errors.ts'
 

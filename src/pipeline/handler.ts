@@ -10,17 +10,17 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
-import type { Principal } from '../auth/principal.ts'
+import type { Principal } from '../http/principal.ts'
 import type { Classification } from '../authz/profiles.ts'
-import type { Runtime } from '../config/compile.ts'
+import type { Runtime } from './runtime.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
 import { requestHasBody, type Forwarder } from '../upstream/forward.ts'
 import type { RequestContext } from './context.ts'
 import { authenticate } from './authenticate.ts'
-import { upstreamHeaders } from './headers.ts'
-import { asGatehouseError, sendError, sendJson } from './respond.ts'
-import { parseTarget } from './target.ts'
+import { upstreamHeaders } from '../http/headers.ts'
+import { asGatehouseError, sendError, sendJson } from '../http/respond.ts'
+import { parseTarget } from '../http/target.ts'
 
 /** Shared mutable process state the handler reads (draining) and updates (in-flight count). */
 export interface ServeState {

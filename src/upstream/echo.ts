@@ -5,8 +5,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
-import { headerObject } from '../pipeline/headers.ts'
-import { asGatehouseError } from '../pipeline/respond.ts'
+import { headerObject } from '../http/headers.ts'
+import { asGatehouseError } from '../http/respond.ts'
 import type { Forwarder } from './forward.ts'
 
 /** What the echo upstream answers. */

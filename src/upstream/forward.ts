@@ -13,7 +13,7 @@ import { rootCertificates } from 'node:tls'
 import { maxHeaderSize } from 'node:http'
 import { GatehouseError } from '../errors.ts'
 import { H1Pool, type ExchangeHandler } from './h1pool.ts'
-import { HOP_BY_HOP } from './hop.ts'
+import { HOP_BY_HOP } from '../http/hop.ts'
 import type { OutboundTrust } from './trust.ts'
 
 /** Per-request hooks the handler gives the forwarder. */

@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test'
 import tls from 'node:tls'
 import { BIN, baseEnv, startServe, type ServeProcess } from '../helpers/cli.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
-import { generateSelfSignedCertificate } from '../../src/server/selfsigned.ts'
+import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 
 interface Run {
   code: number

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { generateSelfSignedCertificate } from '../../src/server/selfsigned.ts'
+import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { assertNoSecretsInLogs, startProxy } from '../helpers/proxy.ts'
 

@@ -12,7 +12,7 @@ import tls from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { Agent, request } from 'undici'
-import { generateSelfSignedCertificate } from '../../src/server/selfsigned.ts'
+import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
 
 const PW = 'Runtime-admin-1'

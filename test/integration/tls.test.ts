@@ -17,7 +17,7 @@ import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 import { after, before, describe, it } from 'node:test'
-import { generateSelfSignedCertificate, type SelfSignedPem } from '../../src/server/selfsigned.ts'
+import { generateSelfSignedCertificate, type SelfSignedPem } from '../../src/tls/selfsigned.ts'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
 import { assertNoSecretsInLogs, startProxy, type TestProxy } from '../helpers/proxy.ts'
 

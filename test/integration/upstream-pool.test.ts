@@ -8,7 +8,7 @@ import net, { type AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, describe, it } from 'node:test'
 import tls from 'node:tls'
-import { generateSelfSignedCertificate } from '../../src/server/selfsigned.ts'
+import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 import { H1Pool, type ExchangeHandler } from '../../src/upstream/h1pool.ts'
 
 interface Raw {

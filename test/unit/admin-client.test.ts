@@ -26,7 +26,7 @@ import {
   writeTokenFile,
 } from '../../src/cli/adminClient.ts'
 import { UsageError } from '../../src/cli/adminClient.ts'
-import { generateSelfSignedCertificate } from '../../src/server/selfsigned.ts'
+import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 
 let TMP: string
 before(() => {

@@ -10,7 +10,7 @@ import { ApiKeyVerifier } from '../../src/auth/apikey.ts'
 import { Authenticator, type AuthenticatorOptions, type JwtVerifier } from '../../src/auth/authenticate.ts'
 import { bearerToken, extractCredential, type ExtractOptions } from '../../src/auth/extract.ts'
 import { jwtShape } from '../../src/auth/jwtShape.ts'
-import type { Principal } from '../../src/auth/principal.ts'
+import type { Principal } from '../../src/http/principal.ts'
 import { parseDuration, parseSize } from '../../src/config/units.ts'
 
 const JWT_IO =

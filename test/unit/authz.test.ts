@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { Principal } from '../../src/auth/principal.ts'
-import { ANONYMOUS } from '../../src/auth/principal.ts'
+import type { Principal } from '../../src/http/principal.ts'
+import { ANONYMOUS } from '../../src/http/principal.ts'
 import { AdminList, type AdminListConfig } from '../../src/authz/adminlist.ts'
 import { profileFor, type Access } from '../../src/authz/profiles.ts'
 

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, describe, it } from 'node:test'
-import { anonymousEnabled } from '../../src/config/compile.ts'
+import { anonymousEnabled } from '../../src/compose.ts'
 import { loadConfig, type LoadResult } from '../../src/config/load.ts'
 import type { Config, Problem } from '../../src/config/types.ts'
 

@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import * as tls from 'node:tls'
 
-import { ensureSelfSignedCertificate, generateSelfSignedCertificate } from '../../src/server/selfsigned.ts'
+import { ensureSelfSignedCertificate, generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 
 // The PKCS#8 PEM header, assembled so the source holds no literal private-key marker.
 const PKCS8_PEM_START = new RegExp(`^-----BEGIN ${'PRIVATE'} KEY-----\\n`)

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { profileFor } from '../../src/authz/profiles.ts'
-import { normalizePath, parseTarget, takeQueryToken } from '../../src/pipeline/target.ts'
+import { normalizePath, parseTarget, takeQueryToken } from '../../src/http/target.ts'
 
 /** Assert that `f` throws a GatehouseError with code ERR_BAD_PATH (status 400). */
 function assertBadPath(f: () => unknown, label: string): void {

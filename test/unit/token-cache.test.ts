@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { Authenticator, type JwtVerifier } from '../../src/auth/authenticate.ts'
-import type { Principal } from '../../src/auth/principal.ts'
+import type { Principal } from '../../src/http/principal.ts'
 import { TokenCache } from '../../src/auth/tokenCache.ts'
 
 const p = (user: string): Principal => ({ user, groups: [], method: 'oidc' })

@@ -10,7 +10,7 @@ import { GatehouseError } from '../../errors.ts'
 import { ASYMMETRIC_ALGS } from '../../config/validate.ts'
 import type { JwtVerifier } from '../authenticate.ts'
 import type { JwtShape } from '../jwtShape.ts'
-import type { Principal } from '../principal.ts'
+import type { Principal } from '../../http/principal.ts'
 import type { JwksCache, VerifyKey } from './jwksCache.ts'
 import { verifySignature } from './jws.ts'
 

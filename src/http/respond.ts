@@ -2,12 +2,22 @@
  * Error answers, built in one place (as Envoy's jwt_authn does): JSON body with a stable reason
  * code, `Cache-Control: no-store`, and `WWW-Authenticate` on 401 (RFC 6750 §3).
  */
-import type { ServerResponse } from 'node:http'
 import { errorBody, GatehouseError } from '../errors.ts'
-import type { RequestContext } from './context.ts'
+import type { IncomingMessage, ServerResponse as Res } from 'node:http'
+
+/** What an error answer needs of a request's state (the pipeline's RequestContext fits it). */
+export interface ErrorTarget {
+  readonly req: IncomingMessage
+  readonly res: Res
+  readonly requestId: string
+  /** Whether a credential was presented (decides `error="invalid_token"`). */
+  readonly credential: unknown
+  reason: string | undefined
+  detail: string | undefined
+}
 
 /** Send `err` as the JSON error answer of `ctx`; cuts the connection if the response started. */
-export function sendError(ctx: RequestContext, err: GatehouseError): void {
+export function sendError(ctx: ErrorTarget, err: GatehouseError): void {
   ctx.reason = err.code
   ctx.detail = err.detail
   const res = ctx.res
@@ -35,7 +45,7 @@ export function sendError(ctx: RequestContext, err: GatehouseError): void {
 }
 
 /** Send a small JSON body gatehouse produced itself (well-known, health). */
-export function sendJson(res: ServerResponse, status: number, body: string, head: boolean, extra: Record<string, string> = {}): void {
+export function sendJson(res: Res, status: number, body: string, head: boolean, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra })
   res.end(head ? undefined : body)
 }

@@ -4,43 +4,22 @@
  * failure here is a configuration problem, never a request error.
  */
 import { readFileSync } from 'node:fs'
-import type { BlockList } from 'node:net'
-import { ApiKeyVerifier } from '../auth/apikey.ts'
-import { Authenticator, type JwtVerifier } from '../auth/authenticate.ts'
-import { FailureThrottle } from '../auth/throttle.ts'
-import { TokenCache } from '../auth/tokenCache.ts'
-import { AdminList } from '../authz/adminlist.ts'
-import { profileFor, type Profile } from '../authz/profiles.ts'
-import { canonical, type HeaderPolicy } from '../pipeline/headers.ts'
-import { createEchoForwarder } from '../upstream/echo.ts'
-import { createHttpForwarder, type Forwarder } from '../upstream/forward.ts'
-import type { OutboundTrust } from '../upstream/trust.ts'
-import { readKeysFile } from './keys.ts'
-import type { Config, SecretRef } from './types.ts'
-import { trustedProxyList } from './validate.ts'
+import { ApiKeyVerifier } from './auth/apikey.ts'
+import { Authenticator, type JwtVerifier } from './auth/authenticate.ts'
+import { FailureThrottle } from './auth/throttle.ts'
+import { TokenCache } from './auth/tokenCache.ts'
+import { AdminList } from './authz/adminlist.ts'
+import { profileFor } from './authz/profiles.ts'
+import { canonical, type HeaderPolicy } from './http/headers.ts'
+import { createEchoForwarder } from './upstream/echo.ts'
+import { createHttpForwarder, type Forwarder } from './upstream/forward.ts'
+import type { OutboundTrust } from './upstream/trust.ts'
+import { readKeysFile } from './config/keys.ts'
+import type { Config, SecretRef } from './config/types.ts'
+import { trustedProxyList } from './config/validate.ts'
+import type { Runtime } from './pipeline/runtime.ts'
 
-/** Everything a request needs, compiled. */
-export interface Runtime {
-  readonly config: Config
-  readonly profile: Profile
-  readonly authenticator: Authenticator
-  readonly adminList: AdminList
-  readonly headers: HeaderPolicy
-  readonly extract: { readonly apiKeyHeader: boolean; readonly queryToken: boolean }
-  /** Body of GET /v1/.well-known/openid-configuration, or undefined when OIDC is off (404). */
-  readonly wellKnown: string | undefined
-  readonly anonymousEnabled: boolean
-  readonly proto: 'http' | 'https'
-  /** The verified-token cache (undefined when no JWT method is on or it is disabled). */
-  readonly tokenCache: TokenCache | undefined
-  /** Failed-credential throttle per client address (undefined when disabled). */
-  readonly throttle: FailureThrottle | undefined
-  /** Trusted proxies for the client address (undefined when none are configured). */
-  readonly trustedProxies: BlockList | undefined
-  /** Lower-cased request-id header name. */
-  readonly requestIdHeader: string
-  readonly limits: { readonly maxUrlBytes: number; readonly maxHeaderFields: number; readonly maxHeaderBytes: number; readonly bodyIdleMs: number }
-}
+export type { Runtime } from './pipeline/runtime.ts'
 
 /** Effective anonymous policy (W3): on when no method is enabled; else only when explicitly on. */
 export function anonymousEnabled(c: Config): boolean {

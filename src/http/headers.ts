@@ -10,8 +10,8 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { BlockList } from 'node:net'
-import type { Principal } from '../auth/principal.ts'
-import { HOP_BY_HOP } from '../upstream/hop.ts'
+import { HOP_BY_HOP } from './hop.ts'
+import type { Principal } from './principal.ts'
 
 /** Compiled header policy (built once from config). */
 export interface HeaderPolicy {
