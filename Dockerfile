@@ -32,7 +32,7 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY proxy.yaml ./proxy.yaml
-# The state directory (self-signed certificate, JWKS cache, later the local users) is the only
+# The state directory (certificates, JWKS cache, local users) is the only
 # place gatehouse writes. It belongs to the image's `node` user (uid/gid 1000) and is private.
 RUN mkdir -p /var/lib/gatehouse \
  && chown 1000:1000 /var/lib/gatehouse \

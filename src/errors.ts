@@ -81,7 +81,7 @@ export const ERRORS = {
   },
   ERR_DRAINING: { status: 503, message: 'gatehouse is shutting down; retry on another instance' },
   ERR_INTERNAL: { status: 500, message: 'internal error' },
-  // issue 7: HTTP/2, gRPC, WebSocket
+  // HTTP/2, gRPC, WebSocket
   ERR_GRPC_NOT_CONFIGURED: { status: 501, message: 'gRPC is not configured on this proxy: set upstream.grpcUrl' },
   ERR_GRPC_BAD_CALL: { status: 400, message: 'not a valid gRPC call: POST to /package.Service/Method' },
   ERR_GRPC_ONLY: { status: 415, message: 'this listener serves only gRPC (content-type application/grpc)' },

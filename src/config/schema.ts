@@ -101,7 +101,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_ADMIN_ADDRESS')] }),
     port: leaf('int', 14000, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_ADMIN_PORT')] }),
   }),
-  // --- issue 7: HTTP/2, gRPC (one contiguous block)
+  // --- HTTP/2, gRPC (one contiguous block)
   http2: group('HTTP/2 on the data listener: ALPN h2 with TLS, prior-knowledge h2c without; HTTP/1.1 stays available.', {
     enabled: leaf('bool', true, 'Offer HTTP/2 (and with it gRPC) on the data listener.', { env: [gh('GATEHOUSE_HTTP2_ENABLED')] }),
     maxConcurrentStreams: leaf('int', 100, 'Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).', { min: 1, max: 10_000 }),
@@ -116,7 +116,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_GRPC_ADDRESS')] }),
     port: leaf('int', 50051, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_GRPC_PORT')] }),
   }),
-  // --- end issue 7
+  // --- end HTTP/2, gRPC
   workers: leaf('int', 1, 'Worker processes sharing the listeners (node:cluster); 0 = one per CPU. State (users, lockout, revocation) is shared through the primary.', {
     min: 0,
     max: 64,

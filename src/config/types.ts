@@ -29,7 +29,7 @@ export interface Config {
     /** Poll interval for certificate file changes, in ms; 0 turns watching off. */
     readonly watchInterval: number
   }
-  // issue 7: HTTP/2 and gRPC
+  // HTTP/2 and gRPC
   readonly http2: {
     readonly enabled: boolean
     readonly maxConcurrentStreams: number

@@ -25,7 +25,7 @@ import type { Logger } from '../log.ts'
 import { createHandler, type Live, type ServeState } from '../pipeline/handler.ts'
 import { planReload, touches } from './reload.ts'
 import type { CertSource } from '../tls/tls.ts'
-// issue 7: HTTP/2, gRPC, WebSocket
+// HTTP/2, gRPC, WebSocket
 import { createGrpcHandler } from '../pipeline/grpc.ts'
 import { createUpgradeHandler } from '../pipeline/upgrade.ts'
 import { createGrpcUpstream } from '../upstream/grpc.ts'
@@ -120,7 +120,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
 
   let data: http.Server
   let admin: http.Server | undefined
-  // issue 7: ALPN offers h2 next to http/1.1 on the data listener (docs/http2.md)
+  // ALPN offers h2 next to http/1.1 on the data listener (docs/http2.md)
   const alpn = config.http2.enabled ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}
   if (certs !== undefined) {
     const opts = await certs.options()
@@ -152,7 +152,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     })
   }
 
-  // --- issue 7: HTTP/2 + gRPC on the data listener, WebSocket upgrades, the gRPC-only listener
+  // --- HTTP/2 + gRPC on the data listener, WebSocket upgrades, the gRPC-only listener
   const grpcUpstream = config.upstream.grpcUrl === undefined || config.upstream.grpcUrl === '' ? undefined : createGrpcUpstream({ url: config.upstream.grpcUrl, caFile: config.upstream.caFile, trust, connectTimeout: config.upstream.timeouts.connect })
   // Read at request time: a reload swaps live.current (grpcUrl itself is bound at start).
   const h2Live = (): Live & { grpc: typeof grpcUpstream } => ({ ...live.current, grpc: grpcUpstream })
@@ -171,7 +171,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     grpcServer = createGrpcListener(certs === undefined ? undefined : await certs.options(), config.http2, onGrpc, logger)
     h2Servers.push(grpcServer)
   }
-  // --- end issue 7
+  // --- end HTTP/2, gRPC, WebSocket
 
   await listen(data, config.listen.port, config.listen.address)
   if (grpcServer !== undefined) {
@@ -269,7 +269,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
       logger.info({ inflight: state.inflight, graceMs }, 'draining: no new connections; waiting for in-flight requests')
       const closed = new Promise<void>((resolve) => data.close(() => resolve()))
       data.closeIdleConnections()
-      // issue 7: HTTP/2 sessions get GOAWAY (streams in flight finish); the gRPC listener stops accepting.
+      // HTTP/2 sessions get GOAWAY (streams in flight finish); the gRPC listener stops accepting.
       const grpcClosed = grpcServer === undefined ? Promise.resolve() : new Promise<void>((resolve) => (grpcServer as H2Sessions).server.close(() => resolve()))
       for (const h of h2Servers) h.drain()
       const deadline = Date.now() + graceMs
