@@ -10,7 +10,7 @@ import { FailureThrottle } from './auth/throttle.ts'
 import { TokenCache } from './auth/tokenCache.ts'
 import { AdminList } from './authz/adminlist.ts'
 import { profileFor } from './authz/profiles.ts'
-import { canonical, type HeaderPolicy } from './http/headers.ts'
+import { canonical, compileStripList, type HeaderPolicy } from './http/headers.ts'
 import { createEchoForwarder } from './upstream/echo.ts'
 import { createHttpForwarder, type Forwarder } from './upstream/forward.ts'
 import type { OutboundTrust } from './upstream/trust.ts'
@@ -46,9 +46,12 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
   const profile = profileFor(c.upstream.profile)
   const ih = c.identityHeaders
   const fixed = Object.entries(c.upstream.headers).map(([k, ref]) => [k, resolveSecret(ref)] as const)
+  // identityHeaders.strip: compiled once; the hot path classifies each distinct name once.
+  const strip = compileStripList(ih.strip)
   const headers: HeaderPolicy = Object.freeze({
     names: { user: ih.user, groups: ih.groups, email: ih.email, authMethod: ih.authMethod, requestId: ih.requestId },
-    managed: new Set([ih.user, ih.groups, ih.email, ih.authMethod, ih.requestId, 'X-Forwarded-User', 'X-Forwarded-Groups', 'X-Forwarded-Email', 'X-Forwarded-Auth-Method', 'X-Forwarded-Preferred-Username', 'X-Forwarded-Access-Token'].map(canonical)),
+    managed: new Set([...[ih.user, ih.groups, ih.email, ih.authMethod, ih.requestId, 'X-Forwarded-User', 'X-Forwarded-Groups', 'X-Forwarded-Email', 'X-Forwarded-Auth-Method', 'X-Forwarded-Preferred-Username', 'X-Forwarded-Access-Token'].map(canonical), ...strip.exact]),
+    stripPrefixes: strip.prefixes,
     trusted: trustedProxyList(c.trustedProxies),
     hasTrusted: c.trustedProxies.length > 0,
     passAuthorization: ih.passAuthorization,

@@ -2,6 +2,7 @@
  * The configuration schema: every key, its type, default, environment variables and a one-line
  * description. Loading, `config print` and the unknown-key check all walk this one tree.
  */
+import { DEFAULT_IDENTITY_STRIP } from '../http/headers.ts'
 
 /** How an environment variable is read. */
 export type EnvStyle =
@@ -299,6 +300,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
 export function* leaves(node: Group = SCHEMA, prefix = ''): Generator<[string, Leaf]> {
   for (const [k, child] of Object.entries(node.children)) {
     const p = prefix === '' ? k : `${prefix}.${k}`
+    strip: leaf('stringList', [...DEFAULT_IDENTITY_STRIP], 'Identity headers other proxies inject, removed from every client request in any spelling (case, _, .); an entry ending in * is a prefix. Setting it replaces the list.'),
     if (child.kind === 'leaf') yield [p, child]
     else yield* leaves(child, p)
   }

@@ -132,6 +132,8 @@ export interface Config {
     readonly requestId: string
     readonly passAuthorization: boolean
   }
+    /** Header names and prefixes (`x-remote-*`) removed from client requests (docs/configuration.md). */
+    readonly strip: readonly string[]
 }
 
 /** One more OIDC issuer; unset fields inherit from `authentication.oidc`. */

@@ -5,6 +5,7 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { BlockList, isIP } from 'node:net'
+import { stripListProblems } from '../http/headers.ts'
 import { HOP_BY_HOP } from '../http/hop.ts'
 import { passwordProblem } from './passwordRules.ts'
 import { effectiveIssuers, type IssuerConfig } from './issuers.ts'
@@ -97,6 +98,7 @@ export function validate(c: Config, sources: ReadonlyMap<string, Source>, proble
       add(p, 'this header cannot carry identity', 'choose an X-… name such as X-Forwarded-User', JSON.stringify(name))
     }
   }
+  for (const x of stripListProblems(c.identityHeaders.strip)) add(`identityHeaders.strip[${x.index}]`, x.message, x.remedy, JSON.stringify(x.value))
 }
 
 type Add = (path: string, message: string, remedy: string, value?: string) => void

@@ -16,8 +16,10 @@ import type { Principal } from './principal.ts'
 /** Compiled header policy (built once from config). */
 export interface HeaderPolicy {
   readonly names: { readonly user: string; readonly groups: string; readonly email: string; readonly authMethod: string; readonly requestId: string }
-  /** Managed names in canonical form (see `canonical`). */
+  /** Managed names and exact `identityHeaders.strip` entries, in canonical form (see `canonical`). */
   readonly managed: ReadonlySet<string>
+  /** `identityHeaders.strip` prefix entries (`x-remote-*`), in canonical form without the `*`. */
+  readonly stripPrefixes: readonly string[]
   readonly trusted: BlockList
   /** False when trustedProxies is empty (no per-request address check at all). */
   readonly hasTrusted: boolean
@@ -35,6 +37,102 @@ export function canonical(name: string): string {
   return name.toLowerCase().replace(/[^a-z0-9]/g, '')
 }
 
+/**
+ * The default `identityHeaders.strip` list: header families that other authenticating proxies
+ * inject and that upstreams (or their plugins) trust as "the proxy says who this is". A client
+ * that sends one through gatehouse must not be believed, so they are removed in every spelling,
+ * whatever gatehouse itself injects. An entry ending in `*` is a prefix. Sources:
+ * - oauth2-proxy: `X-Forwarded-User/Email/Groups/Preferred-Username/Access-Token`,
+ *   `X-Auth-Request-*` (`--set-xauthrequest`), `Gap-Auth`; its nginx example maps these to
+ *   `X-User` and `X-Email`;
+ * - Authelia, Authentik, tinyauth (trusted-header SSO): `Remote-User/Groups/Email/Name`;
+ * - Kubernetes authenticating proxy, Apache, NetBox: `X-Remote-User/Group/Extra-*`;
+ * - Grafana auth proxy: `X-WEBAUTH-USER` (and `X-WEBAUTH-NAME/EMAIL/ROLE/GROUPS`);
+ * - Blue Coat, Websense, Squid, Kong: `X-Authenticated-User/Groups/Userid/Scope`;
+ *   Kong also `X-Consumer-*` and `X-Credential-Identifier`;
+ * - Pomerium: `X-Pomerium-Jwt-Assertion`, `X-Pomerium-Claim-*`;
+ * - Traefik forward-auth: whatever `authResponseHeaders` names, in practice `X-Forwarded-User`;
+ * - Envoy `jwt_authn` `forward_payload_header` (e.g. `x-jwt-payload`), WSO2 `X-JWT-Assertion`;
+ * - mod_auth_openidc: `OIDC_CLAIM_*`, `OIDC_access_token`, `OIDC_id_token*`;
+ * - cloud front doors: Google IAP `X-Goog-Authenticated-User-*`, `X-Goog-Iap-Jwt-Assertion`;
+ *   Cloudflare Access `Cf-Access-*`; AWS ALB `X-Amzn-Oidc-*`; Azure App Service
+ *   `X-MS-Client-Principal*`, `X-MS-Token-*`; Vouch `X-Vouch-*`.
+ * Left out on purpose: `X-User*` as a prefix (its canonical form would also match
+ * `X-User-Agent`), so only the exact `X-User…` names in use are listed.
+ */
+export const DEFAULT_IDENTITY_STRIP: readonly string[] = Object.freeze([
+  'remote-*',
+  'x-remote-*',
+  'x-auth-request-*',
+  'x-authenticated-*',
+  'x-webauth-*',
+  'x-forwarded-user*',
+  'x-forwarded-email',
+  'x-forwarded-groups',
+  'x-forwarded-preferred-username',
+  'x-forwarded-access-token',
+  'gap-auth',
+  'x-user',
+  'x-user-id',
+  'x-user-name',
+  'x-username',
+  'x-user-email',
+  'x-user-groups',
+  'x-email',
+  'x-groups',
+  'x-consumer-*',
+  'x-credential-identifier',
+  'x-pomerium-*',
+  'x-jwt-*',
+  'oidc-*',
+  'x-goog-authenticated-user-*',
+  'x-goog-iap-jwt-assertion',
+  'cf-access-*',
+  'x-amzn-oidc-*',
+  'x-ms-client-principal*',
+  'x-ms-token-*',
+  'x-vouch-*',
+])
+
+// Names the strip list must never remove: the request's framing and target, and the credential
+// (which has its own switch, identityHeaders.passAuthorization).
+const NEVER_STRIPPED = ['Host', 'Content-Length', 'Content-Type', 'Transfer-Encoding', 'Authorization']
+const STRIP_ENTRY_RE = /^[!#$%&'+.^_`|~0-9A-Za-z-]+\*?$/
+
+/**
+ * Compile `identityHeaders.strip` entries into exact names and prefixes, both in canonical form
+ * (so `X_Remote.User` matches `x-remote-*`). Assumes `stripListProblems` found nothing.
+ */
+export function compileStripList(entries: readonly string[]): { readonly exact: readonly string[]; readonly prefixes: readonly string[] } {
+  const exact: string[] = []
+  const prefixes: string[] = []
+  for (const e of entries) {
+    if (e.endsWith('*')) prefixes.push(canonical(e.slice(0, -1)))
+    else exact.push(canonical(e))
+  }
+  return { exact, prefixes }
+}
+
+/**
+ * Problems with `identityHeaders.strip` entries, for the configuration check: each entry must be
+ * a header name, optionally ending in one `*`, with letters or digits, and must not remove the
+ * request's framing, Host or Authorization.
+ */
+export function stripListProblems(entries: readonly string[]): { readonly index: number; readonly value: string; readonly message: string; readonly remedy: string }[] {
+  const out: { index: number; value: string; message: string; remedy: string }[] = []
+  entries.forEach((e, index) => {
+    const prefix = e.endsWith('*')
+    const c = canonical(prefix ? e.slice(0, -1) : e)
+    if (!STRIP_ENTRY_RE.test(e) || c === '') {
+      out.push({ index, value: e, message: 'not a header name or a prefix ending in *', remedy: 'use a header name such as X-Remote-User, or a prefix such as x-remote-*' })
+      return
+    }
+    const hit = NEVER_STRIPPED.find((n) => (prefix ? canonical(n).startsWith(c) : canonical(n) === c))
+    if (hit !== undefined) out.push({ index, value: e, message: `would remove ${hit}, which gatehouse needs to forward the request`, remedy: 'list only identity headers; Authorization is controlled by identityHeaders.passAuthorization' })
+  })
+  return out
+}
+
 // Headers that can make an upstream change the method or the path it acts on.
 const ALWAYS_STRIPPED = new Set(['xhttpmethodoverride', 'xhttpmethod', 'xmethodoverride', 'xoriginalurl', 'xrewriteurl', 'xoriginaluri', 'xoriginalpath', 'xenvoyoriginalpath'])
 
@@ -43,7 +141,8 @@ export type HeaderSource = Pick<IncomingMessage, 'rawHeaders' | 'headers'> & { r
 
 /** Per-request facts the injector needs. */
 export interface InjectFacts {
-  readonly principal: Principal
+  /** Undefined: inject no identity at all (a CORS preflight, SPEC §6), only the forwarding headers. */
+  readonly principal: Principal | undefined
   readonly requestId: string
   readonly proto: 'http' | 'https'
 }
@@ -77,12 +176,17 @@ function classify(policy: HeaderPolicy, name: string): Kind {
   else if (lower === 'authorization') kind = policy.passAuthorization ? KIND.KEEP : KIND.DROP
   else if (lower === 'api-key' && policy.stripApiKeyHeader) kind = KIND.DROP
   else if (policy.fixedLower.has(lower)) kind = KIND.DROP
-  else if (policy.managed.has(canon) || ALWAYS_STRIPPED.has(canon)) kind = KIND.DROP
+  else if (policy.managed.has(canon) || ALWAYS_STRIPPED.has(canon) || hasPrefix(policy.stripPrefixes, canon)) kind = KIND.DROP
   else if (canon.startsWith('xforwarded') || lower === 'forwarded' || canon === 'xrealip') kind = KIND.FORWARDED
   else kind = KIND.KEEP
   // Bounded: a client inventing header names cannot grow it without limit.
   if (cache.size < MAX_CACHED_NAMES) cache.set(name, kind)
   return kind
+}
+
+function hasPrefix(prefixes: readonly string[], canon: string): boolean {
+  for (const p of prefixes) if (canon.startsWith(p)) return true
+  return false
 }
 
 const trustedSockets = new WeakMap<object, boolean>()
@@ -135,10 +239,12 @@ export function upstreamHeaders(req: HeaderSource, policy: HeaderPolicy, facts: 
   }
   const n = policy.names
   const p = facts.principal
-  out.push(n.user, p.user)
-  if (p.groups.length > 0) out.push(n.groups, p.groups.join(','))
-  if (p.email !== undefined && p.email !== '') out.push(n.email, p.email)
-  out.push(n.authMethod, p.method)
+  if (p !== undefined) {
+    out.push(n.user, p.user)
+    if (p.groups.length > 0) out.push(n.groups, p.groups.join(','))
+    if (p.email !== undefined && p.email !== '') out.push(n.email, p.email)
+    out.push(n.authMethod, p.method)
+  }
   out.push('X-Forwarded-For', xff === undefined ? peer : `${xff}, ${peer}`)
   out.push('X-Forwarded-Proto', xfp ?? facts.proto)
   // HTTP/2: `:authority` plays the role of Host (RFC 9113 §8.3.1).
