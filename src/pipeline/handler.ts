@@ -21,6 +21,8 @@ import { authenticate } from './authenticate.ts'
 import { upstreamHeaders } from '../http/headers.ts'
 import { asGatehouseError, sendError, sendJson } from '../http/respond.ts'
 import { parseTarget } from '../http/target.ts'
+// The decisions `gatehouse explain` shares with this handler.
+import { authorize, checkUrlLength, classifyRequest, WELL_KNOWN_CLASS } from './decide.ts'
 
 /** Shared mutable process state the handler reads (draining) and updates (in-flight count). */
 export interface ServeState {
@@ -42,7 +44,6 @@ export interface HandlerDeps {
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
-const WELL_KNOWN = '/v1/.well-known/openid-configuration'
 
 /** Build the request handler for the data listener. */
 export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
@@ -104,7 +105,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     // 0 · what llhttp lets through: the limits (it bounds only the whole head), and framing
     // that is well-formed but ambiguous or unsupported
     const url = req.url ?? '/'
-    if (url.length > rt.limits.maxUrlBytes) throw new GatehouseError('ERR_URL_TOO_LONG', { detail: `${url.length} bytes`, headers: CLOSE })
+    checkUrlLength(rt, url)
     checkHead(req, rt.limits)
     // HTTP/1.1 only: an HTTP/2 stream shares its session's socket, which is not ours to time out.
     if (rt.limits.bodyIdleMs > 0 && req.httpVersionMajor === 1 && !req.complete && requestHasBody(req)) guardBody(ctx, rt.limits.bodyIdleMs)
@@ -116,9 +117,9 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     ctx.credential = credential
     ctx.query = query
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
-    ctx.classification = isWellKnown(method, target.path) ? WELL_KNOWN_CLASS : rt.profile.classify(method, target.path)
+    ctx.classification = classifyRequest(rt, method, target.path)
     // 5 · authenticate (behind the failure throttle)
-    return authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'] }))
+    return authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }))
   }
 
   /** Stages 6–8: authorize, then answer the well-known document or forward. */
@@ -126,11 +127,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     const { req, res } = ctx
     try {
       ctx.principal = principal
-      // A local account that must change its password may do nothing else (SPEC §8).
-      if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
-      // 6b · authorize
-      const decision = rt.adminList.decide(principal, (ctx.classification as Classification).access)
-      if (!decision.allowed) throw new GatehouseError('ERR_FORBIDDEN', { detail: decision.rule })
+      // 6b · authorize (a local account that must change its password may do nothing else)
+      authorize(rt, principal, ctx.classification as Classification)
       // Expect: 100-continue (serve.ts sends no automatic 100): the client sends its body only once
       // the request is authorized, so a refused upload costs no bandwidth.
       if (req.headers.expect !== undefined) res.writeContinue()
@@ -164,12 +162,6 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       sendError(ctx, asGatehouseError(e))
     }
   }
-}
-
-const WELL_KNOWN_CLASS: Classification = { access: 'public', rule: 'gatehouse: OIDC discovery endpoint' }
-
-function isWellKnown(method: string, path: string): boolean {
-  return path === WELL_KNOWN && (method === 'GET' || method === 'HEAD')
 }
 
 /**
