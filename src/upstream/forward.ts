@@ -99,6 +99,24 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
       let infoTimer: NodeJS.Timeout | undefined
       // The pool's resume for a paused body (from onHeaders), called on the response's drain.
       let drainResume: () => void = () => {}
+      // One 'drain' listener at most per response: the parser hands on every chunk of a packet
+      // even after a write said false, and a listener per chunk piled up (MaxListenersExceededWarning).
+      let draining = false
+      const onDrain = (): void => {
+        draining = false
+        drainResume()
+      }
+      // The final head is held until the first body byte (or the end of a bodiless response): a
+      // body that is malformed before its first byte is then still answered 502, not a cut
+      // connection without a status line. (Node sends a written head only with the first body
+      // bytes anyway, so a client sees nothing later than before.)
+      let heldStatus = 0
+      let heldHead: string[] | undefined
+      const sendHead = (): void => {
+        started = true
+        res.writeHead(heldStatus, heldHead)
+        heldHead = undefined
+      }
       const finish = (err?: GatehouseError): void => {
         if (settled) return
         settled = true
@@ -132,17 +150,19 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
             return true
           }
           if (infoTimer !== undefined) clearTimeout(infoTimer)
-          const out = responseHeaders(raw)
-          if (o.maxResponseBody > 0 && out.contentLength > o.maxResponseBody) {
+          // HEAD, 204 and 304 answers have no body (RFC 9112 §6.3): their Content-Length limits nothing.
+          const bodiless = statusCode === 204 || statusCode === 304
+          const out = responseHeaders(raw, bodiless)
+          if (o.maxResponseBody > 0 && !bodiless && req.method !== 'HEAD' && out.contentLength > o.maxResponseBody) {
             const err = new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `content-length ${out.contentLength}` })
             finish(err)
             cancel(err)
             return false
           }
           status = statusCode
-          started = true
           out.list.push('x-request-id', hooks.requestId)
-          res.writeHead(statusCode, out.list)
+          heldStatus = statusCode
+          heldHead = out.list
           drainResume = resume
           return true
         },
@@ -152,11 +172,16 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
             cancel(new GatehouseError('ERR_UPSTREAM_RESPONSE_TOO_LARGE', { detail: `more than ${o.maxResponseBody} bytes` }))
             return false
           }
+          if (heldHead !== undefined) sendHead()
           if (res.write(chunk)) return true
-          res.once('drain', drainResume)
+          if (!draining) {
+            draining = true
+            res.once('drain', onDrain)
+          }
           return false
         },
         onComplete() {
+          if (heldHead !== undefined) sendHead()
           res.end()
           finish()
         },
@@ -233,8 +258,15 @@ function nameKind(name: string): number {
  * The upstream's raw header list, as the flat `[name, value, …]` list the response is written
  * with, without hop-by-hop headers and those named in Connection (kept in order and spelling,
  * duplicates included); also the declared Content-Length (NaN when absent).
+ *
+ * Content-Length goes on once, as one number: the parser accepted repeats and lists only when
+ * every value is equal (RFC 9110 §8.6 lets a recipient use one), and `5, 5` passed on would make
+ * the client's parser decide again. `bodiless` (204, 304) drops it: a 204 must not carry one
+ * (RFC 9110 §8.6); on a 304 it may only restate the 200's length, which the proxy cannot check,
+ * and llhttp and undici frame a 304 without a body whatever it says — so it carries nothing a
+ * client needs, and a lenient client that framed by it would wait for a body that never comes.
  */
-export function responseHeaders(raw: readonly string[]): { list: string[]; contentLength: number } {
+export function responseHeaders(raw: readonly string[], bodiless = false): { list: string[]; contentLength: number } {
   const list: string[] = []
   let connection: string | undefined
   let contentLength = NaN
@@ -247,7 +279,13 @@ export function responseHeaders(raw: readonly string[]): { list: string[]; conte
       connection = connection === undefined ? value : `${connection},${value}`
       continue
     }
-    if (kind === CONTENT_LENGTH) contentLength = Number(value)
+    if (kind === CONTENT_LENGTH) {
+      if (bodiless || !Number.isNaN(contentLength)) continue
+      const comma = value.indexOf(',')
+      contentLength = Number(comma < 0 ? value : value.slice(0, comma))
+      list.push(name, comma < 0 ? value : String(contentLength))
+      continue
+    }
     list.push(name, value)
   }
   if (connection === undefined) return { list, contentLength }

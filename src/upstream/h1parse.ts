@@ -193,6 +193,10 @@ export class ResponseParser {
     const end = buf.indexOf(CRLFCRLF, searchFrom)
     if (end < 0) {
       if (buf.length - from > this.#maxHead) throw bad('HPE_HEADER_OVERFLOW', `response head over ${this.#maxHead} bytes`)
+      // A head with bare LF (or bare CR) line ends never shows CRLFCRLF: refuse it now rather
+      // than wait out the headers timeout (RFC 9112 §2.2: a recipient may refuse bare CR; gatehouse
+      // refuses bare LF too, docs/security.md). A complete head is checked by #parseHead.
+      lineEnds(buf, Math.max(from, searchFrom - 1), buf.length)
       this.#pending = from === 0 ? buf : buf.subarray(from)
       return b.length
     }
@@ -328,6 +332,16 @@ export class ResponseParser {
       const c = line.charCodeAt(p)
       if ((c < 32 && c !== 9) || c === 127) throw bad('HPE_INVALID_HEADER_TOKEN', 'control character in a trailer field')
     }
+  }
+}
+
+/** Every LF in `b[from, to)` must follow a CR, and every CR be followed by LF (when that byte has arrived). */
+function lineEnds(b: Buffer, from: number, to: number): void {
+  for (let j = b.indexOf(10, from); j >= 0 && j < to; j = b.indexOf(10, j + 1)) {
+    if (j === 0 || b[j - 1] !== 13) throw bad('HPE_CR_EXPECTED', 'bare LF in the response head')
+  }
+  for (let j = b.indexOf(13, from); j >= 0 && j + 1 < to; j = b.indexOf(13, j + 1)) {
+    if (b[j + 1] !== 10) throw bad('HPE_LF_EXPECTED', 'bare CR in the response head')
   }
 }
 
