@@ -1,6 +1,7 @@
 /**
  * Stage 4: extract the credential. Sources, in order: `Authorization: Bearer`, the qdrant
  * profile's `api-key` header, and — only when enabled — the `access_token` query parameter.
+ * Credential query parameters (`access_token`, `api_key`…) leave the forwarded query always.
  * Presenting more than one (or two different ones) is refused: a request must not be judged on
  * one credential and served on another.
  */
@@ -19,7 +20,7 @@ export interface Credential {
 export interface ExtractOptions {
   /** Accept the `api-key` header (qdrant profile). */
   readonly apiKeyHeader: boolean
-  /** Accept `?access_token=` (removed from the forwarded query). */
+  /** Accept `?access_token=` as a credential (it is removed from the forwarded query either way). */
   readonly queryToken: boolean
 }
 
@@ -55,11 +56,12 @@ export function extractCredential(req: Pick<IncomingMessage, 'headers' | 'rawHea
       found.push({ token, source: 'api-key' })
     }
   }
-  let outQuery = query
+  // Credential parameters are removed from the forwarded query in every case, accepted or not
+  // (an upstream's access log must never hold a token).
+  const q = takeQueryToken(query)
+  const outQuery = q.query
   if (opts.queryToken) {
-    const q = takeQueryToken(query)
     if (q.count > 1) throw new GatehouseError('ERR_AMBIGUOUS_CREDENTIAL', { detail: 'several access_token parameters' })
-    outQuery = q.query
     if (q.token !== undefined) {
       if (q.token === '') throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: empty access_token', detail: 'empty query token' })
       found.push({ token: q.token, source: 'query' })

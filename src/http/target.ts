@@ -127,24 +127,41 @@ function bad(detail: string): GatehouseError {
 }
 
 /**
- * Remove every `access_token` parameter from a raw query; returns the token (when exactly one)
- * and the remaining query. More than one is ambiguous.
+ * Query parameters that carry a credential, removed before every forward whether or not query
+ * tokens are accepted: an upstream writes its query strings into access logs, so a token there
+ * leaks even when gatehouse never used it. Names are compared percent-decoded (Go's
+ * url.ParseQuery, Node's URLSearchParams and most servers decode names, so `access%5Ftoken` is
+ * `access_token` to the upstream) and case-insensitively (a spelling the upstream ignores would
+ * still end up in its logs). `key` and `token` alone are too common to remove.
+ */
+export const QUERY_CREDENTIAL_NAMES: ReadonlySet<string> = new Set(['access_token', 'api_key', 'apikey', 'api-key'])
+
+// Cheap pre-check: a query that cannot contain one of the names is returned as it is.
+const MAYBE_CREDENTIAL = /token|key|%/i
+
+/**
+ * Remove every credential parameter (QUERY_CREDENTIAL_NAMES) from a raw query, keeping the rest
+ * byte for byte and in order. Returns the `access_token` value (the only name accepted as a
+ * credential, RFC 6750 §2.3, compared exactly after decoding) and how many there were; more than
+ * one is ambiguous.
  */
 export function takeQueryToken(query: string): { token: string | undefined; query: string; count: number } {
-  // Names are compared decoded (`access%5Ftoken` is the same parameter to the upstream).
-  if (!query.includes('access_token') && !query.includes('%')) return { token: undefined, query, count: 0 }
+  if (query === '' || !MAYBE_CREDENTIAL.test(query)) return { token: undefined, query, count: 0 }
   const kept: string[] = []
   let token: string | undefined
   let count = 0
+  let removed = false
   for (const part of query.split('&')) {
     const eq = part.indexOf('=')
-    const name = eq === -1 ? part : part.slice(0, eq)
-    if (safeDecode(name) === 'access_token') {
+    const name = safeDecode(eq === -1 ? part : part.slice(0, eq))
+    if (name === 'access_token') {
       count++
       token = eq === -1 ? '' : safeDecode(part.slice(eq + 1).replace(/\+/g, ' '))
-    } else kept.push(part)
+      removed = true
+    } else if (QUERY_CREDENTIAL_NAMES.has(name.toLowerCase())) removed = true
+    else kept.push(part)
   }
-  return { token, query: kept.join('&'), count }
+  return { token, query: removed ? kept.join('&') : query, count }
 }
 
 function safeDecode(s: string): string {
