@@ -60,6 +60,11 @@ export interface AccessFields {
   detail: string | undefined
   upstreamStatus: number | undefined
   aborted: true | undefined
+  /**
+   * The client address the failure throttles key on (auth/throttle.ts `clientKey`: the peer, or
+   * behind `trustedProxies` the right-most untrusted X-Forwarded-For hop; IPv6 as its /64).
+   */
+  client?: string | undefined
   /** Set by writeAccess: when the line was logged (ms since epoch). */
   time?: number
 }
@@ -138,6 +143,7 @@ function accessLine(f: AccessFields): string {
   if (f.detail !== undefined) line += `,"detail":${str(f.detail)}`
   if (f.upstreamStatus !== undefined) line += `,"upstreamStatus":${f.upstreamStatus}`
   if (f.aborted === true) line += ',"aborted":true'
+  if (f.client !== undefined) line += `,"client":${str(f.client)}`
   return `${line},"msg":"request"}\n`
 }
 
@@ -149,4 +155,69 @@ export function accessLogger(logger: Logger): Logger {
 /** Write out buffered lines now (before exit). */
 export function flushLogs(logger: Logger): void {
   ;(logger as Tagged)[FLUSH]?.()
+}
+
+/**
+ * Security events (docs/security.md, "Audit trail"). Names are stable: alerting keys on them.
+ */
+export type AuditEvent =
+  | 'login'
+  | 'login.address_blocked'
+  | 'account.locked'
+  | 'locks.cleared'
+  | 'refresh_token.reused'
+  | 'tokens.revoked'
+  | 'token.generated'
+  | 'user.created'
+  | 'user.deleted'
+  | 'password.changed'
+  | 'banner.changed'
+  | 'lockout_policy.changed'
+  | 'lockout_policy.reset'
+  | 'tls.changed'
+  | 'ca_cert.changed'
+
+/** One audit line: who did what to whom, from where, and how it ended. Never a secret. */
+export interface AuditFields {
+  readonly event: AuditEvent
+  /** The authenticated user who acted; undefined (logged as "-") when nobody was authenticated. */
+  readonly actor: string | undefined
+  /** What the event is about: a user name, a setting; undefined → "-". */
+  readonly target: string | undefined
+  /** The client address as the throttles key it (see {@link AccessFields.client}). */
+  readonly client: string | undefined
+  readonly requestId: string | undefined
+  readonly outcome: 'success' | 'failure'
+  /** The reason code of a failure (errors.ts). */
+  readonly reason?: string | undefined
+  /** Event-specific, non-secret extras (a role, a lock duration, a setting's new value). */
+  readonly extra?: Readonly<Record<string, string | number | boolean>>
+}
+
+/** Longest attacker-chosen string (a login name) written into an audit line. */
+const AUDIT_MAX = 128
+
+/**
+ * Write one audit line (msg `audit`). It goes through the redacting logger, so a secret that
+ * slipped into `extra` would still be censored; failures are `warn`, the rest `info`.
+ */
+export function audit(logger: Logger, f: AuditFields): void {
+  const line = {
+    audit: true,
+    event: f.event,
+    actor: clip(f.actor),
+    target: clip(f.target),
+    client: f.client ?? '-',
+    requestId: f.requestId ?? '-',
+    outcome: f.outcome,
+    ...(f.reason === undefined ? {} : { reason: f.reason }),
+    ...f.extra,
+  }
+  if (f.outcome === 'failure' || f.event === 'account.locked' || f.event === 'refresh_token.reused' || f.event === 'login.address_blocked') logger.warn(line, 'audit')
+  else logger.info(line, 'audit')
+}
+
+function clip(s: string | undefined): string {
+  if (s === undefined || s === '') return '-'
+  return s.length > AUDIT_MAX ? `${s.slice(0, AUDIT_MAX)}…` : s
 }

@@ -2,16 +2,21 @@
  * The admin listener's routes (docs/api.md): health, the local issuer's keys, and Weka's login
  * and administration API. Only local users' tokens are accepted here; roles decide: `admin`
  * changes users and security settings, `readonly` reads them, `regular` manages only itself.
+ *
+ * Bodies are JSON only (415 otherwise: a cross-site form can send text/plain, urlencoded or
+ * multipart bodies, never application/json) and must arrive whole within `admin.bodyTimeout`.
+ * Every security-relevant route writes one audit line (log.ts `audit`) whatever its outcome.
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { jwtShape } from '../auth/jwtShape.ts'
+import { clientKey } from '../auth/throttle.ts'
 import type { Principal } from '../http/principal.ts'
 import { parseDuration } from '../config/units.ts'
 import { errorBody, GatehouseError } from '../errors.ts'
-import type { LocalIssuer } from '../issuer/localIssuer.ts'
-import { writeAccess, type Logger } from '../log.ts'
-import type { ServeState } from '../pipeline/handler.ts'
+import type { LocalIssuer, RequestMeta } from '../issuer/localIssuer.ts'
+import { audit, writeAccess, type AuditEvent, type Logger } from '../log.ts'
+import type { Live, ServeState } from '../pipeline/handler.ts'
 import { asGatehouseError } from '../http/respond.ts'
 import type { CertManager } from '../tls/certs.ts'
 import type { OutboundTrust } from '../upstream/trust.ts'
@@ -26,6 +31,11 @@ export interface AdminDeps {
   readonly trust: OutboundTrust
   readonly accessLog: boolean
   readonly tokenLifetimes: { readonly accessMs: number; readonly refreshMs: number }
+  /**
+   * The data listener's live runtime, read per request for `trustedProxies` (the client
+   * address) and `admin.bodyTimeout`; without it the peer address and a 10 s deadline are used.
+   */
+  readonly live?: { readonly current: Live }
 }
 
 type Access = 'public' | 'user' | 'reader' | 'admin' | 'password'
@@ -36,7 +46,18 @@ interface Ctx {
   readonly requestId: string
   readonly params: readonly string[]
   principal: Principal | undefined
+  /** Client address and request id, for the audit trail and the login throttle. */
+  readonly meta: RequestMeta
+  /** The parsed body once `body()` has read it (the audit line takes its target from it). */
+  parsed: Record<string, unknown> | undefined
   body(): Promise<Record<string, unknown>>
+}
+
+/** What a route's audit line says (log.ts `audit`); the actor is the caller, the outcome its answer. */
+interface RouteAudit {
+  readonly events: readonly AuditEvent[]
+  readonly target?: (c: Ctx) => string | undefined
+  readonly extra?: (c: Ctx) => Record<string, string | number | boolean>
 }
 
 interface Route {
@@ -46,10 +67,22 @@ interface Route {
   /** Needs local users enabled. */
   readonly local: boolean
   run(ctx: Ctx, d: AdminDeps): Promise<{ status?: number; data?: unknown; raw?: unknown; headers?: Record<string, string> }>
+  readonly audit?: RouteAudit
 }
 
 const MAX_BODY = 256 * 1024
+const DEFAULT_BODY_TIMEOUT_MS = 10_000
 const seg = '([^/]+)'
+
+/** A string field of the parsed body, for audit targets (never a secret field). */
+const field = (c: Ctx, name: string): string | undefined => (typeof c.parsed?.[name] === 'string' ? (c.parsed[name] as string) : undefined)
+const self = (c: Ctx): string | undefined => c.principal?.user
+/** 400 unless `v` is a string: the admin API never guesses what a number or an object meant. */
+function str(v: unknown, name: string, example: string): string {
+  if (typeof v !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: `${name} is required and must be a string: send {"${name}": ${example}}` })
+  return v
+}
+const change = (what: string) => (): Record<string, string> => ({ change: what })
 
 function need<T>(v: T | undefined, what: string): T {
   if (v === undefined) throw new GatehouseError('ERR_NOT_FOUND', { message: `${what} is not enabled` })
@@ -78,28 +111,35 @@ const ROUTES: Route[] = [
   },
   {
     method: 'POST', path: /^\/api\/v2\/login$/, access: 'public', local: true,
+    audit: { events: ['login'], target: (c) => field(c, 'username') },
     run: async (c, d) => {
       const b = await c.body()
-      return { data: await iss(d).login(b.username, b.password) }
+      if (b.org !== undefined && typeof b.org !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'org must be a string (or left out)' })
+      return { data: await iss(d).login(b.username, b.password, c.meta) }
     },
   },
   {
     method: 'POST', path: /^\/api\/v2\/login\/refresh$/, access: 'public', local: true,
-    run: async (c, d) => ({ data: await iss(d).refresh((await c.body()).refresh_token) }),
+    run: async (c, d) => ({ data: await iss(d).refresh((await c.body()).refresh_token, c.meta) }),
   },
   {
     method: 'GET', path: /^\/api\/v2\/security\/defaultTokensExpiry$/, access: 'public', local: true,
     run: async (_c, d) => ({ data: { access_token_expiry: Math.round(d.tokenLifetimes.accessMs / 1000), refresh_token_expiry: Math.round(d.tokenLifetimes.refreshMs / 1000) } }),
   },
   { method: 'GET', path: /^\/api\/v2\/security\/banner$/, access: 'public', local: true, run: async (_c, d) => ({ data: await iss(d).banner() }) },
-  { method: 'PUT', path: /^\/api\/v2\/security\/banner$/, access: 'admin', local: true, run: async (c, d) => ({ data: await iss(d).updateBanner({ text: (await c.body()).text as string }) }) },
-  { method: 'DELETE', path: /^\/api\/v2\/security\/banner$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await iss(d).updateBanner({ text: '' }) }) },
-  { method: 'POST', path: /^\/api\/v2\/security\/banner\/enable$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await iss(d).updateBanner({ enabled: true }) }) },
-  { method: 'POST', path: /^\/api\/v2\/security\/banner\/disable$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await iss(d).updateBanner({ enabled: false }) }) },
+  {
+    method: 'PUT', path: /^\/api\/v2\/security\/banner$/, access: 'admin', local: true,
+    audit: { events: ['banner.changed'], target: () => 'banner', extra: change('text') },
+    run: async (c, d) => ({ data: await iss(d).updateBanner({ text: str((await c.body()).text, 'text', '"the banner text"') }) }),
+  },
+  { method: 'DELETE', path: /^\/api\/v2\/security\/banner$/, access: 'admin', local: true, audit: { events: ['banner.changed'], target: () => 'banner', extra: change('cleared') }, run: async (_c, d) => ({ data: await iss(d).updateBanner({ text: '' }) }) },
+  { method: 'POST', path: /^\/api\/v2\/security\/banner\/enable$/, access: 'admin', local: true, audit: { events: ['banner.changed'], target: () => 'banner', extra: change('enabled') }, run: async (_c, d) => ({ data: await iss(d).updateBanner({ enabled: true }) }) },
+  { method: 'POST', path: /^\/api\/v2\/security\/banner\/disable$/, access: 'admin', local: true, audit: { events: ['banner.changed'], target: () => 'banner', extra: change('disabled') }, run: async (_c, d) => ({ data: await iss(d).updateBanner({ enabled: false }) }) },
   { method: 'GET', path: /^\/api\/v2\/users\/whoami$/, access: 'user', local: true, run: async (c, d) => ({ data: await iss(d).whoami(c.principal as Principal) }) },
   { method: 'GET', path: /^\/api\/v2\/users$/, access: 'reader', local: true, run: async (_c, d) => ({ data: await iss(d).listUsers() }) },
   {
     method: 'POST', path: /^\/api\/v2\/users$/, access: 'admin', local: true,
+    audit: { events: ['user.created'], target: (c) => field(c, 'username'), extra: (c): Record<string, string> => (field(c, 'role') === undefined ? {} : { role: field(c, 'role') as string }) },
     run: async (c, d) => {
       const b = await c.body()
       return { status: 201, data: await iss(d).createUser(b.username, b.password, b.role) }
@@ -107,10 +147,12 @@ const ROUTES: Route[] = [
   },
   {
     method: 'PUT', path: /^\/api\/v2\/users\/password$/, access: 'password', local: true,
-    run: async (c, d) => ({ data: { username: await iss(d).changePassword(c.principal as Principal, await c.body()) } }),
+    audit: { events: ['password.changed'], target: (c) => field(c, 'username') || self(c) },
+    run: async (c, d) => ({ data: { username: await iss(d).changePassword(c.principal as Principal, await c.body(), c.meta) } }),
   },
   {
     method: 'POST', path: /^\/api\/v2\/users\/tokens$/, access: 'user', local: true,
+    audit: { events: ['token.generated'], target: self, extra: (c) => ({ lifetime: field(c, 'access_token_timeout') ?? 'default' }) },
     run: async (c, d) => {
       const t = (await c.body()).access_token_timeout
       let ms: number | undefined
@@ -123,6 +165,7 @@ const ROUTES: Route[] = [
   },
   {
     method: 'DELETE', path: new RegExp(`^/api/v2/users/${seg}/revoke$`), access: 'user', local: true,
+    audit: { events: ['tokens.revoked'], target: (c) => c.params[0] },
     run: async (c, d) => {
       const user = c.params[0] as string
       const p = c.principal as Principal
@@ -133,6 +176,7 @@ const ROUTES: Route[] = [
   },
   {
     method: 'DELETE', path: new RegExp(`^/api/v2/users/${seg}$`), access: 'admin', local: true,
+    audit: { events: ['user.deleted'], target: (c) => c.params[0] },
     run: async (c, d) => {
       await iss(d).deleteUser(c.principal as Principal, c.params[0] as string)
       return { data: { username: c.params[0] } }
@@ -141,6 +185,15 @@ const ROUTES: Route[] = [
   { method: 'GET', path: /^\/api\/v2\/lockoutPolicy$/, access: 'reader', local: true, run: async (_c, d) => ({ data: await iss(d).lockoutPolicy() }) },
   {
     method: 'PUT', path: /^\/api\/v2\/lockoutPolicy$/, access: 'admin', local: true,
+    audit: {
+      events: ['lockout_policy.changed'],
+      target: () => 'lockoutPolicy',
+      extra: (c) => {
+        const out: Record<string, string | number> = {}
+        for (const k of ['failed_attempts', 'lockout_duration']) if (typeof c.parsed?.[k] === 'number' || typeof c.parsed?.[k] === 'string') out[k] = c.parsed[k] as string | number
+        return out
+      },
+    },
     run: async (c, d) => {
       const b = await c.body()
       const n = b.failed_attempts
@@ -154,19 +207,24 @@ const ROUTES: Route[] = [
       return { data: await iss(d).setLockoutPolicy(n, ms) }
     },
   },
-  { method: 'DELETE', path: /^\/api\/v2\/lockoutPolicy$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await iss(d).resetLockoutPolicy() }) },
+  { method: 'DELETE', path: /^\/api\/v2\/lockoutPolicy$/, access: 'admin', local: true, audit: { events: ['lockout_policy.reset', 'locks.cleared'], target: () => 'lockoutPolicy' }, run: async (_c, d) => ({ data: await iss(d).resetLockoutPolicy() }) },
   { method: 'GET', path: /^\/api\/v2\/tls$/, access: 'reader', local: true, run: async (_c, d) => ({ data: need(d.certs, 'TLS').status() }) },
   {
     method: 'POST', path: /^\/api\/v2\/tls$/, access: 'admin', local: true,
+    audit: { events: ['tls.changed'], target: () => 'tls', extra: change('set') },
     run: async (c, d) => {
       const b = await c.body()
-      return { data: await need(d.certs, 'TLS (tls.enabled)').set(b.certificate, b.private_key) }
+      return { data: await need(d.certs, 'TLS (tls.enabled)').set(str(b.certificate, 'certificate', '"<PEM>"'), str(b.private_key, 'private_key', '"<PEM>"')) }
     },
   },
-  { method: 'DELETE', path: /^\/api\/v2\/tls$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await need(d.certs, 'TLS (tls.enabled)').unset() }) },
+  { method: 'DELETE', path: /^\/api\/v2\/tls$/, access: 'admin', local: true, audit: { events: ['tls.changed'], target: () => 'tls', extra: change('unset') }, run: async (_c, d) => ({ data: await need(d.certs, 'TLS (tls.enabled)').unset() }) },
   { method: 'GET', path: /^\/api\/v2\/security\/caCert$/, access: 'reader', local: true, run: async (_c, d) => ({ data: d.trust.status() }) },
-  { method: 'PUT', path: /^\/api\/v2\/security\/caCert$/, access: 'admin', local: true, run: async (c, d) => ({ data: await d.trust.set((await c.body()).certificate) }) },
-  { method: 'DELETE', path: /^\/api\/v2\/security\/caCert$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await d.trust.unset() }) },
+  {
+    method: 'PUT', path: /^\/api\/v2\/security\/caCert$/, access: 'admin', local: true,
+    audit: { events: ['ca_cert.changed'], target: () => 'caCert', extra: change('set') },
+    run: async (c, d) => ({ data: await d.trust.set(str((await c.body()).certificate, 'certificate', '"<PEM>"')) }),
+  },
+  { method: 'DELETE', path: /^\/api\/v2\/security\/caCert$/, access: 'admin', local: true, audit: { events: ['ca_cert.changed'], target: () => 'caCert', extra: change('unset') }, run: async (_c, d) => ({ data: await d.trust.unset() }) },
 ]
 
 /** Build the admin listener's handler. */
@@ -176,18 +234,43 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
     const start = process.hrtime.bigint()
     const url = req.url ?? '/'
     const path = url.split('?')[0] as string
+    const rt = d.live?.current.runtime
+    // The address the throttles key on; behind trustedProxies, the right-most untrusted hop.
+    const client = clientKey(req.socket.remoteAddress, req.headers['x-forwarded-for'], rt?.trustedProxies)
+    const meta: RequestMeta = { client, requestId }
     let principal: Principal | undefined
     let reason: string | undefined
+    let ctx: Ctx | undefined
+    let routeAudit: RouteAudit | undefined
     if (d.accessLog) {
       res.once('close', () => {
-        writeAccess(d.logger, { requestId, listener: 'admin', method: req.method, path, status: res.statusCode, durationMs: Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3, authMethod: principal?.method, user: principal?.user, reason, detail: undefined, upstreamStatus: undefined, aborted: undefined })
+        writeAccess(d.logger, { requestId, listener: 'admin', method: req.method, path, status: res.statusCode, durationMs: Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3, authMethod: principal?.method, user: principal?.user, reason, detail: undefined, upstreamStatus: undefined, aborted: undefined, client })
       })
+    }
+    const auditOnce = (outcome: 'success' | 'failure'): void => {
+      const a = routeAudit
+      if (a === undefined || ctx === undefined) return
+      routeAudit = undefined
+      let target: string | undefined
+      let extra: Record<string, string | number | boolean> | undefined
+      try {
+        target = a.target?.(ctx)
+        extra = a.extra?.(ctx)
+      } catch {
+        // an audit line is never the reason a request fails
+      }
+      // A login has no caller; whoever logged in successfully is the actor.
+      const actor = principal?.user ?? (a.events[0] === 'login' && outcome === 'success' ? target : undefined)
+      for (const event of a.events) audit(d.logger, { event, actor, target, client, requestId, outcome, reason: outcome === 'failure' ? reason : undefined, extra })
     }
     const fail = (e: unknown): void => {
       const err = asGatehouseError(e)
       reason = err.code
       if (err.code === 'ERR_INTERNAL') d.logger.error({ requestId, detail: err.detail }, 'admin API error')
+      auditOnce('failure')
       send(res, err.status, errorBody(err, requestId), req.method === 'HEAD', { ...err.headers, ...(err.status === 401 ? { 'www-authenticate': 'Bearer realm="gatehouse"' } : {}) })
+      // A body we stopped reading (too slow, too large) would hold the connection: close it.
+      if (err.code === 'ERR_REQUEST_TIMEOUT' || err.code === 'ERR_REQUEST_TOO_LARGE') res.once('finish', () => req.socket.destroySoon())
     }
     void (async () => {
       const method = req.method === 'HEAD' ? 'GET' : (req.method as string)
@@ -199,9 +282,21 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
         if (r.method !== method) continue
         if (r.local && d.issuer === undefined) throw new GatehouseError('ERR_NOT_FOUND', { message: 'local users are not enabled (set authentication.local.enabled or GATEHOUSE_LOCAL_ENABLED)' })
         const params = m.slice(1).map((x) => decodeURIComponent(x))
-        if (r.access !== 'public') principal = await authenticate(req, d, r.access)
-        const ctx: Ctx = { req, res, requestId, params, principal, body: () => readJson(req) }
-        const out = await r.run(ctx, d)
+        let bodyRead: Promise<Record<string, unknown>> | undefined
+        const c: Ctx = {
+          req, res, requestId, params, principal: undefined, meta, parsed: undefined,
+          body: () => (bodyRead ??= readJson(req, rt?.config.admin.bodyTimeout ?? DEFAULT_BODY_TIMEOUT_MS).then((b) => (c.parsed = b))),
+        }
+        ctx = c
+        routeAudit = r.audit
+        assertJsonBody(req)
+        if (r.access !== 'public') {
+          principal = await verifyCaller(req, d)
+          c.principal = principal
+          checkAccess(principal, r.access)
+        }
+        const out = await r.run(c, d)
+        auditOnce('success')
         send(res, out.status ?? 200, out.raw ?? { data: out.data }, req.method === 'HEAD', out.headers)
         return
       }
@@ -210,37 +305,86 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
   }
 }
 
-async function authenticate(req: IncomingMessage, d: AdminDeps, access: Access): Promise<Principal> {
+/**
+ * 415 for a body that is not JSON, on every method. A browser sends a cross-site form (or a
+ * "simple" fetch) without a CORS preflight only as text/plain, urlencoded or multipart, so
+ * requiring application/json keeps every state change out of a foreign page's reach. A
+ * request without a body (Content-Length 0 or none, no Transfer-Encoding) needs no type.
+ */
+function assertJsonBody(req: IncomingMessage): void {
+  const len = req.headers['content-length']
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (len !== undefined && len !== '0')
+  if (!hasBody) return
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/json') throw new GatehouseError('ERR_UNSUPPORTED_MEDIA_TYPE', { detail: `content-type ${JSON.stringify((req.headers['content-type'] ?? '(none)').slice(0, 64))}` })
+}
+
+async function verifyCaller(req: IncomingMessage, d: AdminDeps): Promise<Principal> {
   const issuer = d.issuer as LocalIssuer
   const m = /^bearer +(\S+)$/i.exec(req.headers.authorization ?? '')
   if (m === null) throw new GatehouseError('ERR_UNAUTHENTICATED', { message: 'log in first: POST /api/v2/login (gatehouse user login), then send Authorization: Bearer <access_token>' })
   const token = m[1] as string
   const shape = jwtShape(token)
   if (shape === undefined || shape.payload.iss !== issuer.iss) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the admin API accepts only local users’ tokens' })
-  const p = await issuer.verify(token, shape)
+  return issuer.verify(token, shape)
+}
+
+function checkAccess(p: Principal, access: Access): void {
   if (p.mustChangePassword === true && access !== 'password') throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
   const role = p.groups[0]
   if (access === 'admin' && role !== 'admin') throw new GatehouseError('ERR_FORBIDDEN', { message: 'forbidden: this needs the admin role' })
   if (access === 'reader' && role !== 'admin' && role !== 'readonly') throw new GatehouseError('ERR_FORBIDDEN', { message: 'forbidden: this needs the admin or readonly role' })
-  return p
 }
 
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = []
-  let n = 0
-  for await (const c of req as AsyncIterable<Buffer>) {
-    n += c.length
-    if (n > MAX_BODY) throw new GatehouseError('ERR_REQUEST_TOO_LARGE', { message: `request body exceeds ${MAX_BODY} bytes` })
-    chunks.push(c)
-  }
-  if (n === 0) return {}
+/**
+ * Read the whole JSON body within `timeoutMs` from now. The deadline covers the whole body, not
+ * each pause: admin bodies are a few hundred bytes, so a 1-byte-every-2-s drip (which a
+ * per-pause timeout never ends) is cut as soon as the deadline passes.
+ */
+function readJson(req: IncomingMessage, timeoutMs: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let n = 0
+    let settled = false
+    const finish = (err: unknown, v?: Record<string, unknown>): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      req.off('data', onData).off('end', onEnd).off('error', onError)
+      if (err !== undefined) {
+        req.pause() // stop buffering what nobody will read; the connection closes after the answer
+        reject(err)
+      } else resolve(v as Record<string, unknown>)
+    }
+    const timer = setTimeout(() => {
+      finish(new GatehouseError('ERR_REQUEST_TIMEOUT', { message: `the request body did not arrive within ${Math.round(timeoutMs / 1000)} s (admin.bodyTimeout); send the JSON body at once`, detail: `admin body: ${n} bytes in ${timeoutMs} ms`, headers: { connection: 'close' } }))
+    }, timeoutMs)
+    const onData = (c: Buffer): void => {
+      n += c.length
+      if (n > MAX_BODY) finish(new GatehouseError('ERR_REQUEST_TOO_LARGE', { message: `the request body exceeds ${MAX_BODY} bytes; admin API bodies are small JSON documents`, headers: { connection: 'close' } }))
+      else chunks.push(c)
+    }
+    const onEnd = (): void => {
+      try {
+        finish(undefined, parseJsonObject(Buffer.concat(chunks)))
+      } catch (e) {
+        finish(e)
+      }
+    }
+    const onError = (e: Error): void => finish(e)
+    req.on('data', onData).on('end', onEnd).on('error', onError)
+  })
+}
+
+function parseJsonObject(buf: Buffer): Record<string, unknown> {
+  if (buf.length === 0) return {}
   let v: unknown
   try {
-    v = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    v = JSON.parse(buf.toString('utf8'))
   } catch {
-    throw new GatehouseError('ERR_BAD_REQUEST', { message: 'the body must be JSON' })
+    throw new GatehouseError('ERR_BAD_REQUEST', { message: 'the body is not valid JSON; send a JSON object such as {"username": "…", "password": "…"}' })
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'the body must be a JSON object' })
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'the body must be a JSON object ({…}), not an array, string or number' })
   return v as Record<string, unknown>
 }
 

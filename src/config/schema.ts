@@ -101,6 +101,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     enabled: leaf('bool', true, 'Run the admin listener.'),
     address: leaf('string', '0.0.0.0', 'Address to bind.', { env: [gh('GATEHOUSE_ADMIN_ADDRESS')] }),
     port: leaf('int', 14000, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_ADMIN_PORT')] }),
+    bodyTimeout: leaf('duration', 10 * SECOND, 'The whole JSON body of an admin API request must arrive within this time (408 otherwise); its bodies are small, so a slow drip is an attack.', { min: 1000, max: 300_000 }),
   }),
   // --- HTTP/2, gRPC (one contiguous block)
   http2: group('HTTP/2 on the data listener: ALPN h2 with TLS, prior-knowledge h2c without; HTTP/1.1 stays available.', {
@@ -253,6 +254,12 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       banner: group('Initial login banner (gatehouse security login-banner).', {
         text: leaf('string', '', 'Text shown before login.'),
         enabled: leaf('bool', false, 'Show the banner.'),
+      }),
+      loginThrottle: group('Per-client-address limit of failed logins across all user names (password spraying); the per-account lockout cannot see it.', {
+        enabled: leaf('bool', true, 'Throttle addresses with many failed logins.'),
+        maxFailures: leaf('int', 30, 'Failed logins from one address within window (any names, unknown ones too) that block it.', { min: 1, max: 100_000 }),
+        window: leaf('duration', 300 * SECOND, 'Window in which failed logins are counted.', { min: 1000, max: 86_400_000 }),
+        blockDuration: leaf('duration', 300 * SECOND, 'How long a blocked address gets 429 for every login, a right password included.', { min: 1000, max: 86_400_000 }),
       }),
     }),
     tokenCache: group('Verified-token cache (JWTs): a repeated token costs a hash and a look-up.', {

@@ -19,7 +19,7 @@ export interface Config {
     /** Slow-client limits, in ms (body 0: none). */
     readonly timeouts: { readonly headers: number; readonly body: number; readonly keepAlive: number }
   }
-  readonly admin: { readonly enabled: boolean; readonly address: string; readonly port: number }
+  readonly admin: { readonly enabled: boolean; readonly address: string; readonly port: number; readonly bodyTimeout: number }
   readonly tls: {
     readonly enabled: boolean
     readonly certFile: string | undefined
@@ -105,6 +105,7 @@ export interface Config {
       readonly longLivedTokenLifetime: number
       readonly lockout: { readonly failedAttempts: number; readonly lockoutDuration: number }
       readonly banner: { readonly text: string; readonly enabled: boolean }
+      readonly loginThrottle: { readonly enabled: boolean; readonly maxFailures: number; readonly window: number; readonly blockDuration: number }
     }
     readonly tokenCache: { readonly maxEntries: number; readonly maxTtl: number }
     readonly failureThrottle: {

@@ -11,17 +11,25 @@
  *   too (see `revalidator`) — while a token issued a moment later works.
  * - Logins reserve a lockout slot before the password is checked, so parallel wrong attempts
  *   can never exceed the limit; unknown names take the same path and the same time.
+ * - Failed logins are also counted per client address across all names (`loginThrottle`):
+ *   the per-account lockout cannot see one password sprayed over many names.
+ * - The first `admin` gets `admin` (to be changed) only while the admin listener is bound to
+ *   loopback; on a network address it gets GATEHOUSE_ADMIN_PASSWORD or a random password
+ *   written once to `<stateDir>/initial-admin-password` (see `#bootstrap`).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { isIPv4 } from 'node:net'
 import path from 'node:path'
 import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK } from 'jose'
-import type { JwtVerifier } from '../auth/authenticate.ts'
+import { signedFailure, type JwtVerifier } from '../auth/authenticate.ts'
 import type { JwtShape } from '../auth/jwtShape.ts'
+import { FailureThrottle } from '../auth/throttle.ts'
+import { MAX_PASSWORD_LENGTH, passwordProblem } from '../config/passwordRules.ts'
 import type { Principal } from '../http/principal.ts'
 import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
-import type { Logger } from '../log.ts'
+import { audit, type Logger } from '../log.ts'
 import { writeFileAtomic } from '../store/atomic.ts'
 import type { IssuerStore, LockPolicy, UserRecord } from '../store/store.ts'
 import { assertPasswordPolicy, hashPassword, verifyPassword } from './passwords.ts'
@@ -50,6 +58,26 @@ export interface LocalIssuerOptions {
   readonly now?: () => number
 }
 
+/** Where a request came from, for the audit trail and the per-address login throttle. */
+export interface RequestMeta {
+  /** The client address as the throttles key it (auth/throttle.ts `clientKey`). */
+  readonly client: string | undefined
+  readonly requestId: string | undefined
+}
+
+const NO_META: RequestMeta = { client: undefined, requestId: undefined }
+
+/** The file holding the first admin's random password when the admin listener is on a network address. */
+export const INITIAL_PASSWORD_FILE = 'initial-admin-password'
+
+/** True for 127.0.0.0/8, ::1 (also IPv4-mapped and bracketed) and `localhost`. */
+export function isLoopbackAddress(address: string): boolean {
+  const a = address.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  if (a === 'localhost' || a === '::1' || a === '0:0:0:0:0:0:0:1') return true
+  const v4 = a.startsWith('::ffff:') ? a.slice(7) : a
+  return isIPv4(v4) && v4.startsWith('127.')
+}
+
 interface KeyFile {
   iss: string
   kid: string
@@ -68,6 +96,7 @@ export class LocalIssuer implements JwtVerifier {
   readonly #logger: Logger
   readonly #now: () => number
   readonly #dummyHash: string
+  readonly #throttle: FailureThrottle | undefined
 
   private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string) {
     this.iss = k.iss
@@ -80,6 +109,8 @@ export class LocalIssuer implements JwtVerifier {
     this.#logger = logger
     this.#now = now
     this.#dummyHash = dummyHash
+    const t = c.loginThrottle
+    this.#throttle = t.enabled ? new FailureThrottle({ maxFailures: t.maxFailures, windowMs: t.window, blockMs: t.blockDuration, maxAddresses: 100_000, now }) : undefined
   }
 
   /** Load or create the signing key, and create the first admin on first start. */
@@ -100,24 +131,39 @@ export class LocalIssuer implements JwtVerifier {
     const priv = await importJWK(k.privateJwk, 'ES256')
     const pub = await importJWK({ ...pubJwk, kid: k.kid }, 'ES256')
     const issuer = new LocalIssuer(k, { priv, pub, pubJwk: { ...pubJwk, kid: k.kid, alg: 'ES256', use: 'sig' } }, store, c.authentication.local, logger, opts.now ?? Date.now, await hashPassword(randomBytes(16).toString('hex')))
-    await issuer.#bootstrap()
+    await issuer.#bootstrap(c)
     return issuer
   }
 
-  async #bootstrap(): Promise<void> {
+  /**
+   * Create the first admin when there are no users. Weka's admin/admin is guessable by whoever
+   * reaches the listener first, so it is kept only while the admin listener is bound to loopback.
+   * Elsewhere the password is GATEHOUSE_ADMIN_PASSWORD, or a random one written once to
+   * `<stateDir>/initial-admin-password` (mode 0600) and named — never printed — in the log.
+   * Only an operator-given password need not be changed at first login: admin/admin is public
+   * and the random one sits in a file.
+   */
+  async #bootstrap(c: Config): Promise<void> {
     if ((await this.#store.listUsers()).length > 0) return
     const given = this.#c.initialAdminPassword
-    // The default admin/admin must be changed at first login; a password given by the operator need not.
+    let password = given ?? 'admin'
+    let file: string | undefined
+    if (given === undefined && !(c.admin.enabled && isLoopbackAddress(c.admin.address))) {
+      file = path.join(c.stateDir, INITIAL_PASSWORD_FILE)
+      password = initialPassword(file)
+    }
     const created = await this.#store.createUser({
       username: 'admin',
       uid: randomUUID(),
       role: 'admin',
-      passwordHash: await hashPassword(given ?? 'admin'),
+      passwordHash: await hashPassword(password),
       mustChangePassword: given === undefined,
       generation: 0,
       createdAt: this.#now(),
     })
-    if (created) this.#logger.info({ mustChangePassword: given === undefined }, 'created the first local user: admin')
+    if (!created) return
+    if (file !== undefined) this.#logger.warn({ file, mustChangePassword: true }, 'created the first local user admin with a random password (the admin listener is not bound to loopback): read it from this file, log in with gatehouse user login admin, and change it')
+    else this.#logger.info({ mustChangePassword: given === undefined }, 'created the first local user: admin')
   }
 
   /** The public JWKS served on the admin listener. */
@@ -137,7 +183,7 @@ export class LocalIssuer implements JwtVerifier {
    *
    * @throws ERR_ACCOUNT_LOCKED (429, Retry-After) or ERR_LOGIN_FAILED (401)
    */
-  async #checkPassword(username: string, password: string): Promise<UserRecord> {
+  async #checkPassword(username: string, password: string, meta: RequestMeta): Promise<UserRecord> {
     const policy = await this.#policy()
     const slot = await this.#store.reserveAttempt(username, policy, this.#now())
     if (!slot.ok) throw new GatehouseError('ERR_ACCOUNT_LOCKED', { headers: { 'retry-after': String(Math.max(1, Math.ceil(slot.retryAfterMs / 1000))) }, detail: 'locked or attempts in flight' })
@@ -149,28 +195,53 @@ export class LocalIssuer implements JwtVerifier {
       ok = (await verifyPassword(password, user?.passwordHash ?? this.#dummyHash)) && user !== undefined
     } finally {
       const after = await this.#store.finishAttempt(username, ok, policy, this.#now())
-      if (!ok && after.lockedUntil > this.#now()) this.#logger.warn({ user: username }, 'account locked after failed logins')
+      // Reserved slots never outnumber the attempts left, so only the attempt that locks gets here.
+      if (!ok && after.lockedUntil > this.#now()) {
+        audit(this.#logger, { event: 'account.locked', actor: undefined, target: username, ...meta, outcome: 'success', extra: { lockedForSeconds: Math.round(policy.lockoutMs / 1000) } })
+      }
     }
     if (!ok || user === undefined) throw new GatehouseError('ERR_LOGIN_FAILED')
     return user
   }
 
-  /** `POST /api/v2/login`. */
-  async login(username: unknown, password: unknown): Promise<TokenSet> {
-    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 256) throw new GatehouseError('ERR_LOGIN_FAILED', { detail: 'malformed login body' })
-    const user = await this.#checkPassword(username, password)
-    this.#logger.info({ user: user.username }, 'login')
+  /**
+   * `POST /api/v2/login`. A malformed body is 400 before anything is counted or hashed; a
+   * blocked address is 429 before the lockout or the password is looked at, so a sprayed
+   * password that happens to be right is not confirmed either.
+   *
+   * @throws ERR_BAD_REQUEST, ERR_TOO_MANY_FAILURES, ERR_ACCOUNT_LOCKED, ERR_LOGIN_FAILED
+   */
+  async login(name: unknown, pw: unknown, meta: RequestMeta = NO_META): Promise<TokenSet> {
+    const { username, password } = loginFields(name, pw)
+    const key = meta.client
+    const throttle = key === undefined ? undefined : this.#throttle
+    throttle?.check(key as string)
+    let user: UserRecord
+    try {
+      user = await this.#checkPassword(username, password, meta)
+    } catch (e) {
+      if (throttle !== undefined && (e as GatehouseError).code === 'ERR_LOGIN_FAILED') {
+        throttle.fail(key as string)
+        try {
+          throttle.check(key as string)
+        } catch {
+          audit(this.#logger, { event: 'login.address_blocked', actor: undefined, target: undefined, ...meta, outcome: 'success', extra: { blockedForSeconds: Math.round(this.#c.loginThrottle.blockDuration / 1000) } })
+        }
+      }
+      throw e
+    }
     return this.#issue(user, randomUUID())
   }
 
   /** `POST /api/v2/login/refresh`: rotate; a spent token revokes its family. */
-  async refresh(refreshToken: unknown): Promise<TokenSet> {
-    if (typeof refreshToken !== 'string' || refreshToken.length > 512) throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN')
+  async refresh(refreshToken: unknown, meta: RequestMeta = NO_META): Promise<TokenSet> {
+    if (typeof refreshToken !== 'string' || refreshToken === '') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'the body must be {"refresh_token": "<the refresh token from the last login or refresh>"}' })
+    if (refreshToken.length > 512) throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN')
     const rec = await this.#store.useRefresh(sha256(refreshToken))
     if (rec === undefined) throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN', { detail: 'unknown refresh token' })
     if (rec.used) {
       await this.#store.revokeFamily(rec.family)
-      this.#logger.warn({ user: rec.username }, 'a spent refresh token was presented again; its token family is revoked')
+      audit(this.#logger, { event: 'refresh_token.reused', actor: undefined, target: rec.username, ...meta, outcome: 'success', extra: { familyRevoked: true } })
       throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN', { detail: 'refresh token reuse' })
     }
     const user = await this.#store.getUser(rec.username)
@@ -215,7 +286,6 @@ export class LocalIssuer implements JwtVerifier {
     const user = await this.#requireUser(caller.user)
     const ms = lifetimeMs ?? this.#c.longLivedTokenLifetime
     const token = await this.#sign(user, 'long-lived', ms === Infinity ? INFINITE_MS : ms, undefined)
-    this.#logger.info({ user: user.username, lifetime: ms === Infinity ? 'infinite' : ms }, 'long-lived token generated')
     return { access_token: token, token_type: 'Bearer', expires_in: ms === Infinity ? null : Math.round(ms / 1000) }
   }
 
@@ -227,11 +297,14 @@ export class LocalIssuer implements JwtVerifier {
     try {
       payload = (await jwtVerify(token, this.#publicKey, { issuer: this.iss, audience: AUDIENCE, algorithms: ['ES256'], requiredClaims: ['exp', 'sub'], currentDate: new Date(this.#now()) })).payload
     } catch (e) {
-      throw new GatehouseError((e as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'ERR_TOKEN_EXPIRED' : 'ERR_INVALID_TOKEN', { detail: (e as Error).message })
+      const code = (e as { code?: string }).code
+      const err = new GatehouseError(code === 'ERR_JWT_EXPIRED' ? 'ERR_TOKEN_EXPIRED' : 'ERR_INVALID_TOKEN', { detail: (e as Error).message })
+      // jose checks the claims only after the signature: such a token is ours, not a guess (auth/throttle.ts).
+      throw code === 'ERR_JWT_EXPIRED' || code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? signedFailure(err) : err
     }
     const user = await this.#store.getUser(String(payload.sub))
-    if (user === undefined || payload.gen !== user.generation) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token has been revoked', detail: 'revoked (generation)' })
-    if (typeof payload.fam === 'string' && (await this.#store.isFamilyRevoked(payload.fam))) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token has been revoked', detail: 'revoked (family)' })
+    if (user === undefined || payload.gen !== user.generation) throw signedFailure(new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token has been revoked', detail: 'revoked (generation)' }))
+    if (typeof payload.fam === 'string' && (await this.#store.isFamilyRevoked(payload.fam))) throw signedFailure(new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: the token has been revoked', detail: 'revoked (family)' }))
     return Object.freeze({ user: user.username, groups: Object.freeze([user.role]), method: 'local' as const, mustChangePassword: payload.pcr === true })
   }
 
@@ -275,23 +348,24 @@ export class LocalIssuer implements JwtVerifier {
     assertPasswordPolicy(password)
     const u: UserRecord = { username, uid: randomUUID(), role: role as Role, passwordHash: await hashPassword(password), mustChangePassword: false, generation: 0, createdAt: this.#now() }
     if (!(await this.#store.createUser(u))) throw new GatehouseError('ERR_USER_EXISTS')
-    this.#logger.info({ user: username, role }, 'user created')
     return { username, role, uid: u.uid }
   }
 
   async deleteUser(caller: Principal, username: string): Promise<void> {
     if (username === caller.user) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'you cannot delete yourself' })
     if (!(await this.#store.deleteUser(username))) throw new GatehouseError('ERR_USER_NOT_FOUND')
-    this.#logger.info({ user: username }, 'user deleted')
   }
 
   /** `PUT /api/v2/users/password`. Revokes every earlier token of the user. */
-  async changePassword(caller: Principal, body: { username?: unknown; old_password?: unknown; new_password?: unknown }): Promise<string> {
+  async changePassword(caller: Principal, body: { username?: unknown; old_password?: unknown; new_password?: unknown }, meta: RequestMeta = NO_META): Promise<string> {
+    if (body.username !== undefined && typeof body.username !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'username must be a string (or left out for your own password)' })
     const target = typeof body.username === 'string' && body.username !== '' ? body.username : caller.user
-    if (typeof body.new_password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'new_password is required' })
+    if (typeof body.new_password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'new_password is required: send {"old_password": "…", "new_password": "…"}' })
     if (target === caller.user) {
       if (typeof body.old_password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'old_password is required to change your own password' })
-      await this.#checkPassword(target, body.old_password)
+      // No stored password is longer than the cap: refuse before the lockout slot and the hash.
+      if (body.old_password.length > MAX_PASSWORD_LENGTH) throw new GatehouseError('ERR_BAD_REQUEST', { message: `old_password is longer than ${MAX_PASSWORD_LENGTH} characters; no password is` })
+      await this.#checkPassword(target, body.old_password, meta)
       if (body.old_password === body.new_password) throw new GatehouseError('ERR_WEAK_PASSWORD', { message: 'the new password must differ from the current one' })
     } else {
       if (!caller.groups.includes('admin') || caller.mustChangePassword === true) throw new GatehouseError('ERR_FORBIDDEN', { message: 'forbidden: only an admin may set another user’s password' })
@@ -300,14 +374,12 @@ export class LocalIssuer implements JwtVerifier {
     assertPasswordPolicy(body.new_password)
     const gen = await this.#store.setPassword(target, await hashPassword(body.new_password), false)
     if (gen === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
-    this.#logger.info({ user: target, by: caller.user }, 'password changed; earlier tokens revoked')
     return target
   }
 
   /** `DELETE /api/v2/users/{user}/revoke`. */
   async revoke(username: string): Promise<void> {
     if ((await this.#store.bumpGeneration(username)) === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
-    this.#logger.info({ user: username }, 'tokens revoked')
   }
 
   // --- policy and banner ----------------------------------------------------------------
@@ -342,6 +414,46 @@ export class LocalIssuer implements JwtVerifier {
     await this.#store.putSetting('banner', next)
     return next
   }
+}
+
+/**
+ * Refuse a malformed login body with 400 before anything is counted or hashed: a client bug
+ * is not a failed guess, and an over-long password (no account has one) costs no scrypt.
+ */
+function loginFields(username: unknown, password: unknown): { username: string; password: string } {
+  const shape = 'send {"username": "…", "password": "…"} as JSON'
+  if (typeof username !== 'string' || username === '') throw new GatehouseError('ERR_BAD_REQUEST', { message: `username is required and must be a non-empty string: ${shape}` })
+  if (typeof password !== 'string' || password === '') throw new GatehouseError('ERR_BAD_REQUEST', { message: `password is required and must be a non-empty string: ${shape}` })
+  if (username.length > 256) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'username is longer than 256 characters; no user name is' })
+  if (password.length > MAX_PASSWORD_LENGTH) throw new GatehouseError('ERR_BAD_REQUEST', { message: `password is longer than ${MAX_PASSWORD_LENGTH} characters; no password is` })
+  return { username, password }
+}
+
+/**
+ * The first admin's random password: read from `file` when an earlier start wrote it (and then
+ * stopped before creating the user), else generated and written once (`wx`: never overwritten),
+ * mode 0600, fsynced before the user that depends on it exists.
+ */
+function initialPassword(file: string): string {
+  try {
+    const existing = readFileSync(file, 'utf8').trim()
+    if (passwordProblem(existing) !== undefined) throw new GatehouseError('ERR_INTERNAL', { detail: `${file} does not hold a usable password; remove it and start again to generate a new one` })
+    return existing
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+  }
+  let pw: string
+  do pw = randomBytes(18).toString('base64url')
+  while (passwordProblem(pw) !== undefined)
+  const fd = openSync(file, 'wx', 0o600)
+  try {
+    writeSync(fd, `${pw}\n`)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  chmodSync(file, 0o600) // whatever the umask did
+  return pw
 }
 
 function sha256(s: string): string {

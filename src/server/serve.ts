@@ -116,6 +116,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     trust,
     accessLog: config.log.access,
     tokenLifetimes: { accessMs: config.authentication.local.accessTokenLifetime, refreshMs: config.authentication.local.refreshTokenLifetime },
+    live,
   })
 
   let data: http.Server

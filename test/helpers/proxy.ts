@@ -92,7 +92,8 @@ export async function startProxy(opts: { env?: Record<string, string>; yaml?: st
     dir,
     logs,
     request: (p, o) => send(server.dataUrl, p, o),
-    admin: (p, o) => send(server.adminUrl as string, p, o),
+    // The admin API takes JSON bodies only (415 otherwise); say so unless the test chose a type.
+    admin: (p, o) => send(server.adminUrl as string, p, o?.body === undefined || Object.keys(o.headers ?? {}).some((h) => h.toLowerCase() === 'content-type') ? o : { ...o, headers: { ...o.headers, 'content-type': 'application/json' } }),
     stop: async () => {
       await server.stop(1000)
       await agent.close()

@@ -96,7 +96,7 @@ describe('runtime TLS certificate and CA certificate', () => {
     const agent = new Agent({ connect: { ca: [newPair.certPem, again.ca as string] } })
     try {
       assert.equal(await peerFingerprint(again.url, [newPair.certPem]), expected)
-      const login = await request(`${again.adminUrl}/api/v2/login`, { method: 'POST', body: JSON.stringify({ username: 'admin', password: PW }), dispatcher: agent })
+      const login = await request(`${again.adminUrl}/api/v2/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: PW }), dispatcher: agent })
       const t = ((await login.body.json()) as { data: { access_token: string } }).data.access_token
       usedSecrets.add(t)
       const r = await request(`${again.adminUrl}/api/v2/tls`, { method: 'DELETE', headers: { authorization: `Bearer ${t}` }, dispatcher: agent })

@@ -18,7 +18,7 @@ describe('state store durability', () => {
       const gh = await startServe(env, { cwd: dir })
       const agent = new Agent({ connections: 16 })
       const post = async (p: string, body: unknown, token?: string): Promise<{ status: number; json: () => Promise<unknown> }> => {
-        const r = await request(`${gh.adminUrl}${p}`, { method: 'POST', body: JSON.stringify(body), headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, dispatcher: agent })
+        const r = await request(`${gh.adminUrl}${p}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) }, dispatcher: agent })
         return { status: r.statusCode, json: () => r.body.json() }
       }
       const login = await post('/api/v2/login', { username: 'admin', password: 'Crash-admin-1' })
@@ -51,7 +51,7 @@ describe('state store durability', () => {
       assert.ok(Object.keys(users).length >= created + 1, `every acknowledged user (${created}) and admin are stored (found ${Object.keys(users).length})`)
 
       const again = await startServe(env, { cwd: dir })
-      const r = await request(`${again.adminUrl}/api/v2/login`, { method: 'POST', body: JSON.stringify({ username: 'u0-0', password: 'Crash-user-1' }) })
+      const r = await request(`${again.adminUrl}/api/v2/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'u0-0', password: 'Crash-user-1' }) })
       assert.equal(r.statusCode, 200)
       await r.body.dump()
       again.child.kill('SIGTERM')

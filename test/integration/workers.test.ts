@@ -35,7 +35,7 @@ describe('workers: 2', () => {
   })
 
   async function call(url: string, opts: { method?: string; token?: string; body?: unknown } = {}): Promise<{ status: number; json: Record<string, unknown> }> {
-    const r = await request(url, { method: (opts.method ?? 'GET') as 'GET', headers: opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` }, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), dispatcher: fresh })
+    const r = await request(url, { method: (opts.method ?? 'GET') as 'GET', headers: { ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }), ...(opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` }) }, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), dispatcher: fresh })
     const text = await r.body.text()
     return { status: r.statusCode, json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) }
   }
