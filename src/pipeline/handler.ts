@@ -11,13 +11,14 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
 import type { Principal } from '../http/principal.ts'
-import type { Classification } from '../authz/profiles.ts'
+import { CORS_PREFLIGHT, isCorsPreflight, type Classification } from '../authz/profiles.ts'
 import type { Runtime } from './runtime.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
 import { requestHasBody, type Forwarder } from '../upstream/forward.ts'
 import type { RequestContext } from './context.ts'
 import { authenticate } from './authenticate.ts'
+import { clientKey } from '../auth/throttle.ts'
 import { upstreamHeaders } from '../http/headers.ts'
 import { asGatehouseError, sendError, sendJson } from '../http/respond.ts'
 import { parseTarget } from '../http/target.ts'
@@ -71,10 +72,12 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     }
     state.inflight++
     const accessLog = rt.config.log.access
+    // Read now: a socket destroyed before 'close' may no longer know its peer.
+    const peer = accessLog ? req.socket.remoteAddress : undefined
     res.on('close', () => {
       state.inflight--
       ctx.abortUpstream?.()
-      if (accessLog) logAccess(logger, ctx)
+      if (accessLog) logAccess(logger, ctx, clientKey(peer, req.headers['x-forwarded-for'], rt.trustedProxies))
     })
     // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its sessions get GOAWAY on stop().
     if (state.draining && req.httpVersionMajor < 2) res.setHeader('connection', 'close')
@@ -117,7 +120,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     ctx.credential = credential
     ctx.query = query
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
-    ctx.classification = classifyRequest(rt, method, target.path)
+    // A CORS preflight is public under every profile (SPEC §6): it needs a header, not just the path.
+    ctx.classification = method === 'OPTIONS' && isCorsPreflight(method, req.headers, requestHasBody(req)) ? CORS_PREFLIGHT : classifyRequest(rt, method, target.path)
     // 5 · authenticate (behind the failure throttle)
     return authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }))
   }
@@ -143,7 +147,9 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
         return
       }
       // 3 + 7 · strip, then inject
-      const headers = upstreamHeaders(req, rt.headers, { principal, requestId: ctx.requestId, proto: rt.proto })
+      // A CORS preflight carries no identity, not even an anonymous one (SPEC §6): the upstream
+      // answers it for any caller, and a verified credential on it changes nothing.
+      const headers = upstreamHeaders(req, rt.headers, { principal: ctx.classification === CORS_PREFLIGHT ? undefined : principal, requestId: ctx.requestId, proto: rt.proto })
       // 8 · forward
       forwarder.forward(req, res, ctx.path as string, ctx.query, headers, {
         requestId: ctx.requestId,
@@ -232,7 +238,7 @@ function guardBody(ctx: RequestContext, ms: number): void {
   res.once('close', clear)
 }
 
-function logAccess(logger: Logger, ctx: RequestContext): void {
+function logAccess(logger: Logger, ctx: RequestContext, client: string): void {
   // Allow-listed fields only: never the query, headers, or the credential.
   writeAccess(logger, {
     requestId: ctx.requestId,
@@ -246,5 +252,6 @@ function logAccess(logger: Logger, ctx: RequestContext): void {
     detail: ctx.detail,
     upstreamStatus: ctx.upstreamStatus,
     aborted: ctx.res.writableFinished ? undefined : true,
+    client,
   })
 }
