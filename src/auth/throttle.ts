@@ -2,15 +2,24 @@
  * Throttling of failed credentials per client address, so that API keys cannot be guessed at
  * line rate (what fail2ban does for sshd, and what Weka's lockout does per account).
  *
- * Counted: a presented credential that fails (401). Not counted: requests without a credential,
- * issuer outages (503). Once an address has `maxFailures` failures within `window`, every request
- * from it that presents a credential is answered 429 with `Retry-After` for `blockDuration`,
- * before any verification — so a blocked guesser learns nothing, not even from a right guess.
+ * Counted: a presented credential that fails (401) and could be a guess. Not counted: requests
+ * without a credential, issuer outages (503), and a JWT whose signature verified but which is
+ * refused for a claim (expired, not yet valid, wrong audience): a signature cannot be guessed.
+ *
+ * Once an address has `maxFailures` failures within `window`, it is blocked for `blockDuration`.
+ * A blocked address still serves its honest clients, because one address is often many clients
+ * (a sidecar sees everyone as 127.0.0.1; an ingress without trustedProxies is every client):
+ * - a JWT is checked offline (keys at hand, no fetch) as far as its signature; a good signature
+ *   passes on to the full verification, anything else is 429 and counts;
+ * - an API key whose digest already succeeded from this address (`prove`) is verified as usual;
+ * - any other credential is 429 without being looked up, so a blocked guesser learns nothing,
+ *   not even from a right guess. Refusals during a block count, so a guesser who keeps going
+ *   stays blocked.
  *
  * Keyed per address, never globally: one address cannot lock out others. IPv6 addresses are
  * keyed by their /64 (one host usually owns a whole /64 and could rotate through it). Behind a
  * trusted proxy, the address is the right-most X-Forwarded-For entry that is not itself a
- * trusted proxy. The table is an LRU with a fixed size, so memory stays bounded.
+ * trusted proxy. Both tables are LRUs of a fixed size, so memory stays bounded.
  */
 import { isIPv6, type BlockList } from 'node:net'
 import { LRUCache } from 'lru-cache'
@@ -21,6 +30,8 @@ export interface ThrottleOptions {
   readonly windowMs: number
   readonly blockMs: number
   readonly maxAddresses: number
+  /** Proven API-key digests kept per address (oldest dropped first). Default 32. */
+  readonly maxProvenPerAddress?: number
   /** Clock, for tests. */
   readonly now?: () => number
 }
@@ -31,39 +42,97 @@ interface Entry {
   blockedUntil: number
 }
 
-/** The per-address failure table. */
+const DEFAULT_PROVEN_PER_ADDRESS = 32
+
+/** The per-address failure table, and the API keys each address has proven. */
 export class FailureThrottle {
   readonly #o: ThrottleOptions
   readonly #now: () => number
   readonly #table: LRUCache<string, Entry>
+  /**
+   * Address → digests of API keys that succeeded from it. Its own LRU, so that honest traffic
+   * from many addresses can never evict a guesser's failure entry.
+   */
+  readonly #proven: LRUCache<string, Set<string>>
+  readonly #maxProven: number
+  #forwardedWarned = false
 
   constructor(o: ThrottleOptions) {
     this.#o = o
     this.#now = o.now ?? Date.now
     this.#table = new LRUCache({ max: o.maxAddresses })
+    this.#proven = new LRUCache({ max: o.maxAddresses })
+    this.#maxProven = Math.max(1, o.maxProvenPerAddress ?? DEFAULT_PROVEN_PER_ADDRESS)
   }
 
   /** Throw 429 when `key` is blocked. Cheap when the address has no recent failures. */
   check(key: string): void {
-    const e = this.#table.get(key)
-    if (e === undefined || e.blockedUntil === 0) return
-    const left = e.blockedUntil - this.#now()
-    if (left > 0) {
-      throw new GatehouseError('ERR_TOO_MANY_FAILURES', { detail: `address ${key}`, headers: { 'retry-after': String(Math.ceil(left / 1000)) } })
-    }
-    this.#table.delete(key)
+    const e = this.blocked(key)
+    if (e !== undefined) throw e
   }
 
-  /** Record one failed credential from `key`. */
+  /**
+   * The 429 error (with Retry-After) when `key` is blocked, else undefined. A block that has
+   * ended is forgotten here, with the keys proven before it (they are proven again on use).
+   */
+  blocked(key: string): GatehouseError | undefined {
+    const e = this.#table.get(key)
+    if (e === undefined || e.blockedUntil === 0) return undefined
+    const left = e.blockedUntil - this.#now()
+    if (left > 0) {
+      return new GatehouseError('ERR_TOO_MANY_FAILURES', { detail: `address ${key}`, headers: { 'retry-after': String(Math.ceil(left / 1000)) } })
+    }
+    this.#table.delete(key)
+    this.#proven.delete(key)
+    return undefined
+  }
+
+  /** Record one failed credential from `key`. During a block, failures keep (and may extend) it. */
   fail(key: string): void {
     const now = this.#now()
     let e = this.#table.get(key)
-    if (e === undefined || now - e.windowStart >= this.#o.windowMs) {
+    if (e === undefined) {
       e = { failures: 0, windowStart: now, blockedUntil: 0 }
       this.#table.set(key, e)
+    } else if (now - e.windowStart >= this.#o.windowMs) {
+      // A new window; an active block is not lifted by it.
+      e.failures = 0
+      e.windowStart = now
+      if (e.blockedUntil <= now) e.blockedUntil = 0
     }
     e.failures++
-    if (e.failures >= this.#o.maxFailures) e.blockedUntil = now + this.#o.blockMs
+    if (e.failures >= this.#o.maxFailures) e.blockedUntil = Math.max(e.blockedUntil, now + this.#o.blockMs)
+  }
+
+  /** Remember that the API key with this digest succeeded from `key`. */
+  prove(key: string, digest: string): void {
+    let set = this.#proven.get(key)
+    if (set === undefined) {
+      set = new Set()
+      this.#proven.set(key, set)
+    } else if (set.has(digest)) return
+    if (set.size >= this.#maxProven) set.delete(set.values().next().value as string)
+    set.add(digest)
+  }
+
+  /** Whether the API key with this digest succeeded from `key` (since its last block ended). */
+  isProven(key: string, digest: string): boolean {
+    return this.#proven.get(key)?.has(digest) === true
+  }
+
+  /**
+   * True the first time only: whether to warn that X-Forwarded-For arrives from a peer that is
+   * not a trusted proxy (every client behind it shares one throttle address).
+   */
+  firstUntrustedForward(): boolean {
+    if (this.#forwardedWarned) return false
+    this.#forwardedWarned = true
+    return true
+  }
+
+  /** Whether that warning was given (cheap check for the hot path). */
+  get untrustedForwardWarned(): boolean {
+    return this.#forwardedWarned
   }
 
   /** Number of addresses tracked (for tests and metrics). */
@@ -87,7 +156,8 @@ export function clientKey(remoteAddress: string | undefined, forwardedFor: unkno
   return addressKey(addr)
 }
 
-function isTrusted(list: BlockList, addr: string): boolean {
+/** Whether `addr` is in the trusted-proxy list (false for anything that is not an IP address). */
+export function isTrusted(list: BlockList, addr: string): boolean {
   try {
     return list.check(addr, isIPv6(addr) ? 'ipv6' : 'ipv4')
   } catch {

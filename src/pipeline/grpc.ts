@@ -147,7 +147,7 @@ export function createGrpcHandler(deps: GrpcDeps): (call: GrpcCall) => void {
       // 6a · classify by method
       const classification = rt.profile.classifyGrpc(path)
       // 5 · authenticate
-      const authn = authenticate(rt, credential, classification.access, () => ({ remoteAddress: stream.session?.socket?.remoteAddress, forwardedFor: headers['x-forwarded-for'] }))
+      const authn = authenticate(rt, credential, classification.access, () => ({ remoteAddress: stream.session?.socket?.remoteAddress, forwardedFor: headers['x-forwarded-for'], logger }))
       principal = authn instanceof Promise ? await authn : authn
       if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
       // 6b · authorize

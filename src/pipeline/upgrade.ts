@@ -130,7 +130,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
       // 6a · classify: the handshake is a GET, judged like one
       const classification = rt.profile.classify('GET', target.path)
       // 5 · authenticate
-      const authn = authenticate(rt, credential, classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'] }))
+      const authn = authenticate(rt, credential, classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }))
       principal = authn instanceof Promise ? await authn : authn
       if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
       // 6b · authorize

@@ -7,7 +7,7 @@ import { Agent, request, type Dispatcher } from 'undici'
 
 /** Why a fetch failed; logged, never sent to clients. */
 export class FetchError extends Error {
-  readonly reason: 'timeout' | 'too-large' | 'status' | 'not-json' | 'network'
+  readonly reason: 'timeout' | 'too-large' | 'status' | 'not-json' | 'network' | 'no-keys'
   constructor(reason: FetchError['reason'], message: string) {
     super(message)
     this.name = 'FetchError'

@@ -11,6 +11,10 @@
  * - The last good discovery document and JWKS are persisted (atomically) and loaded at start,
  *   so a restart during an outage still validates tokens.
  * - Failed fetches are retried with exponential backoff.
+ * - A JWKS with no usable key (empty, only encryption keys, nothing importable) counts as a
+ *   failed fetch: it never evicts keys that still verify, and its summary is logged (bounded,
+ *   no key material). Private members an issuer publishes by mistake are dropped, with one
+ *   warning per issuer (jwkSet.ts).
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -23,6 +27,8 @@ import type { Logger } from '../../log.ts'
 import { writeFileAtomic } from '../../store/atomic.ts'
 import { fetchJson, FetchError, type FetchLimits } from './fetch.ts'
 import { keyForAlg } from './jws.ts'
+import { sortJwks } from './jwkSet.ts'
+import { logValue } from './logValue.ts'
 
 /** A key as jose's verify functions take it. */
 export type VerifyKey = KeyObject
@@ -78,6 +84,7 @@ export class JwksCache {
   #timer: NodeJS.Timeout | undefined
   #stopped = false
   #dispatcher: Dispatcher
+  #warnedPrivate = false
 
   constructor(o: JwksCacheOptions) {
     this.#o = o
@@ -173,7 +180,7 @@ export class JwksCache {
       if (!this.#usable()) throw this.#unavailable()
       jwk = this.#find(kid, alg)
     }
-    if (jwk === undefined) throw new GatehouseError('ERR_INVALID_TOKEN', { detail: `no key for kid ${JSON.stringify(kid ?? null)} and alg ${alg}` })
+    if (jwk === undefined) throw new GatehouseError('ERR_INVALID_TOKEN', { detail: `no key for kid ${logValue(kid ?? null)} and alg ${alg}` })
     const cacheKey = `${jwk.kid ?? ''}|${alg}|${jwk.x ?? jwk.n ?? ''}`
     let key = this.#imported.get(cacheKey)
     if (key === undefined) {
@@ -209,6 +216,7 @@ export class JwksCache {
   }
 
   #find(kid: string | undefined, alg: string): JWK | undefined {
+    // The snapshot holds only keys that may verify (jwkSet.ts); use is checked again as a backstop.
     const keys = (this.#snap?.jwks ?? []).filter((k) => (k.use === undefined || k.use === 'sig') && (k.alg === undefined || k.alg === alg) && ktyFits(k.kty, alg))
     if (kid !== undefined) return keys.find((k) => k.kid === kid)
     // No kid in the token: acceptable only when exactly one key could have signed it.
@@ -247,9 +255,21 @@ export class JwksCache {
       }
       const set = await fetchJson(jwksUri, this.#dispatcher, o.limits)
       if (!Array.isArray(set.keys)) throw new FetchError('not-json', `${jwksUri} is not a JWK set (no keys array)`)
-      const jwks = (set.keys as unknown[]).filter((k): k is JWK => typeof k === 'object' && k !== null && typeof (k as JWK).kty === 'string')
       // Never keep private key material, even if an issuer publishes it by mistake.
-      const publicOnly = jwks.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, k: _k, ...pub }) => pub as JWK).filter((k) => k.kty !== 'oct')
+      const sorted = sortJwks(set.keys as unknown[])
+      if (sorted.privateMembers.length > 0 && !this.#warnedPrivate) {
+        this.#warnedPrivate = true
+        o.logger.warn(
+          { issuer: o.issuer, members: sorted.privateMembers, kids: sorted.privateKids },
+          `the JWKS of ${o.issuer} publishes private key members (${sorted.privateMembers.join(', ')}): they were dropped and only the public parts are used, but those keys must be considered compromised; ask the issuer's operator to rotate them and to publish public keys only. Logged once per issuer.`,
+        )
+      }
+      if (sorted.strong === 0) {
+        // An empty or unusable set is a broken answer, not a rotation: keep the last good keys.
+        o.logger.warn({ issuer: o.issuer, jwksUri, document: sorted.summary, keptKeys: this.#snap?.jwks.length ?? 0 }, 'the issuer answered a JWKS without a usable signing key; the last good keys stay in use')
+        throw new FetchError('no-keys', `${jwksUri} has no usable signing key (use sig, key_ops verify, RSA ≥ 2048 bits, EC or OKP)`)
+      }
+      const publicOnly = sorted.usable
       this.#setSnapshot({ jwks: publicOnly, advertisedAlgs, jwksUri, fetchedAt: this.#now() })
       this.#persist()
       if (this.#lastError !== undefined || this.#failures > 0) o.logger.info({ issuer: o.issuer, keys: publicOnly.length }, 'issuer keys loaded again')
@@ -295,7 +315,8 @@ export class JwksCache {
       if (j.version !== 1 || j.issuer !== this.#o.issuer || !Array.isArray(j.jwks) || typeof j.fetchedAt !== 'number' || typeof j.jwksUri !== 'string') return
       // A fixed jwksUrl that changed in the config invalidates what was kept.
       if (this.#o.jwksUrl !== '' && j.jwksUri !== this.#o.jwksUrl) return
-      this.#setSnapshot({ jwks: j.jwks, advertisedAlgs: j.advertisedAlgs, jwksUri: j.jwksUri, fetchedAt: j.fetchedAt })
+      // Kept by an earlier version, or edited by hand: sort it like a fetched set.
+      this.#setSnapshot({ jwks: sortJwks(j.jwks).usable, advertisedAlgs: j.advertisedAlgs, jwksUri: j.jwksUri, fetchedAt: j.fetchedAt })
       this.#o.logger.info({ issuer: this.#o.issuer, keys: j.jwks.length, fetchedAt: new Date(j.fetchedAt).toISOString() }, 'loaded persisted issuer keys')
     } catch {
       // No or unreadable file: start empty.
