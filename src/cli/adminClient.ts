@@ -1,8 +1,8 @@
 /**
  * The HTTP client behind `gatehouse user …` and `gatehouse security …`: where the admin API is
  * (--host / GATEHOUSE_HOST), which certificates to trust (--ca / GATEHOUSE_CA_FILE, else the
- * self-signed certificate in GATEHOUSE_STATE_DIR, else the system CAs — verification is never
- * switched off), the token file (--path / GATEHOUSE_TOKEN_FILE, else
+ * generated certificate and the certificate the server last served, both in GATEHOUSE_STATE_DIR,
+ * else the system CAs — verification is never switched off), the token file (--path / GATEHOUSE_TOKEN_FILE, else
  * ~/.gatehouse/auth-token.json, mode 0600) and transparent refresh of the access token.
  *
  * Every error it raises is an {@link AdminError} whose message is one line that says what went
@@ -31,8 +31,8 @@ export const COMMON_OPTIONS = {
 export const COMMON_HELP =
   'Common options:\n' +
   `  --host URL   the admin API (default $GATEHOUSE_HOST, else ${DEFAULT_HOST})\n` +
-  '  --ca FILE    PEM certificate(s) to trust (default $GATEHOUSE_CA_FILE, else\n' +
-  '               $GATEHOUSE_STATE_DIR/tls/self-signed.crt when readable, else the system CAs)\n' +
+  '  --ca FILE    PEM certificate(s) to trust besides the system CAs (default $GATEHOUSE_CA_FILE,\n' +
+  '               else $GATEHOUSE_STATE_DIR/tls/self-signed.crt and served.crt when readable)\n' +
   '  --path FILE  the token file (default $GATEHOUSE_TOKEN_FILE, else ~/.gatehouse/auth-token.json)'
 
 /** Parsed flag values as main.ts hands them over. */
@@ -105,17 +105,21 @@ export function resolveHost(flag: string | undefined, env: Env = process.env): U
   return u
 }
 
-/** Which certificates the client trusts, and why. */
+/** Which certificates the client trusts (besides the system CAs), and why. */
 export interface Trust {
-  /** `flag`: --ca; `env`: GATEHOUSE_CA_FILE; `state-dir`: the self-signed certificate; `system`: the system CAs only. */
+  /** `flag`: --ca; `env`: GATEHOUSE_CA_FILE; `state-dir`: the server's files in GATEHOUSE_STATE_DIR; `system`: the system CAs only. */
   readonly source: 'flag' | 'env' | 'state-dir' | 'system'
   readonly file: string | undefined
+  /** More trusted files (state-dir only): the chain the server last served, when it differs from `file`. */
+  readonly also?: readonly string[]
 }
 
 /**
  * Resolve trust: --ca, else GATEHOUSE_CA_FILE (both must be readable: an explicit choice never
- * falls back silently), else `<GATEHOUSE_STATE_DIR>/tls/self-signed.crt` when it is readable,
- * else the system CAs.
+ * falls back silently), else, in `<GATEHOUSE_STATE_DIR>/tls/`, the generated chain
+ * `self-signed.crt` (it holds the local CA) and `served.crt` (what the listeners present now,
+ * written by the server — after `security tls set` the only way to know it), whichever are
+ * readable, else the system CAs.
  */
 export function resolveTrust(flag: string | undefined, env: Env = process.env): Trust {
   if (flag !== undefined) return { source: 'flag', file: mustRead(flag, '--ca') }
@@ -123,10 +127,32 @@ export function resolveTrust(flag: string | undefined, env: Env = process.env): 
   if (envFile !== undefined) return { source: 'env', file: mustRead(envFile, 'GATEHOUSE_CA_FILE') }
   const stateDir = nonEmpty(env.GATEHOUSE_STATE_DIR)
   if (stateDir !== undefined) {
-    const f = path.resolve(stateDir, 'tls', 'self-signed.crt')
-    if (readable(f)) return { source: 'state-dir', file: f }
+    const files = ['self-signed.crt', 'served.crt'].map((n) => path.resolve(stateDir, 'tls', n)).filter(readable)
+    const [file, ...also] = sameContentRemoved(files)
+    if (file !== undefined) return also.length === 0 ? { source: 'state-dir', file } : { source: 'state-dir', file, also }
   }
   return { source: 'system', file: undefined }
+}
+
+/** Drop files whose content equals an earlier one (served.crt is a copy of self-signed.crt until `tls set`). */
+function sameContentRemoved(files: string[]): string[] {
+  const seen = new Set<string>()
+  return files.filter((f) => {
+    let text: string
+    try {
+      text = readFileSync(f, 'utf8')
+    } catch {
+      return false
+    }
+    if (seen.has(text)) return false
+    seen.add(text)
+    return true
+  })
+}
+
+/** Every file a {@link Trust} names. */
+export function trustFiles(t: Trust): string[] {
+  return t.file === undefined ? [] : [t.file, ...(t.also ?? [])]
 }
 
 /** The token file: --path, else GATEHOUSE_TOKEN_FILE, else ~/.gatehouse/auth-token.json. */
@@ -313,12 +339,15 @@ export class AdminClient {
     this.pathGiven = opts.path !== undefined || nonEmpty(env.GATEHOUSE_TOKEN_FILE) !== undefined
     let ca: string[] | undefined
     if (this.trust.file !== undefined) {
-      const pem = readFileSync(this.trust.file, 'utf8')
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new AdminError(`the CA file ${this.trust.file} holds no PEM certificate`)
+      const pems = trustFiles(this.trust).map((f) => {
+        const pem = readFileSync(f, 'utf8')
+        if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new AdminError(`the CA file ${f} holds no PEM certificate; pass --ca FILE with the PEM certificate of the CA that issued the server's certificate`)
+        return pem
+      })
       // In addition to the default CAs (never instead of verification). Node ≥ 22.15 can list
       // them including NODE_EXTRA_CA_CERTS; older versions know only the bundled roots.
       const getCa = (tls as { getCACertificates?: (kind: string) => string[] }).getCACertificates
-      ca = [...(typeof getCa === 'function' ? getCa('default') : tls.rootCertificates), pem]
+      ca = [...(typeof getCa === 'function' ? getCa('default') : tls.rootCertificates), ...pems]
     }
     this.ca = ca
   }
@@ -431,7 +460,10 @@ export class AdminClient {
       headers['content-type'] = 'application/json'
     }
     const { Agent, request } = await loadUndici()
-    this.agent ??= new Agent({ connect: { ...(this.ca === undefined ? {} : { ca: this.ca }), rejectUnauthorized: true, timeout: 10_000 }, headersTimeout: 30_000, bodyTimeout: 30_000 })
+    // allowPartialTrustChain: a server certificate given as a trust file (served.crt after
+    // `security tls set`, or --ca with the leaf itself) is a trust anchor, as curl treats it.
+    // Verification stays on; only the chain may end at a certificate the user chose to trust.
+    this.agent ??= new Agent({ connect: { ...(this.ca === undefined ? {} : { ca: this.ca, allowPartialTrustChain: true }), rejectUnauthorized: true, timeout: 10_000 }, headersTimeout: 30_000, bodyTimeout: 30_000 })
     let res
     try {
       res = await request(url, { method: method as 'GET', headers, body: payload, dispatcher: this.agent })
@@ -521,8 +553,15 @@ export function describeConnectError(e: unknown, base: URL, trust: Trust): strin
     if (typeof c === 'string') codes.push(c)
   }
   const code = codes.find((c) => !c.startsWith('UND_ERR_')) ?? codes[0] ?? ''
-  const trusted = trust.file === undefined ? 'the system CAs' : `${trust.file} and the system CAs`
-  if (UNTRUSTED.has(code)) return `cannot verify the server certificate of ${host} (${code}; trusted: ${trusted}); pass --ca FILE or set GATEHOUSE_STATE_DIR`
+  const files = trustFiles(trust)
+  const trusted = files.length === 0 ? 'the system CAs' : `${files.join(', ')} and the system CAs`
+  if (UNTRUSTED.has(code)) {
+    const todo =
+      trust.source === 'system'
+        ? 'pass --ca FILE or set GATEHOUSE_STATE_DIR'
+        : "pass --ca FILE with the CA certificate that issued the server's certificate"
+    return `cannot verify the server certificate of ${host} (${code}; trusted: ${trusted}); ${todo}`
+  }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the server certificate of ${host} does not cover the name ${base.hostname} (${code}); use a --host name the certificate was issued for`
   if (code === 'CERT_HAS_EXPIRED') return `the server certificate of ${host} has expired (${code}); renew it, or pass --ca FILE for a current one`
   if (code === 'CERT_NOT_YET_VALID') return `the server certificate of ${host} is not valid yet (${code}); check the clocks`

@@ -3,14 +3,20 @@
  * (`security tls set`, kept in the state store) over the configured files over the self-signed
  * one in the state directory. Every change is applied to both listeners with
  * `setSecureContext`: the next handshake presents it, connections in flight keep theirs.
+ *
+ * Whatever is served is also written to `<stateDir>/tls/served.crt` (public certificates only),
+ * so that the CLI on this host can trust exactly what the listeners present after
+ * `security tls set` — the state directory is the one place it can learn that from.
  */
 import { X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
+import path from 'node:path'
 import type { SecureContextOptions } from 'node:tls'
 import type { Config } from '../config/types.ts'
 import { checkCertificatePem } from '../config/validate.ts'
 import { GatehouseError } from '../errors.ts'
 import type { Logger } from '../log.ts'
+import { writeFileAtomic } from '../store/atomic.ts'
 import type { StateStore } from '../store/store.ts'
 import { certSource, tlsOptions, watchCertificates, type CertSource, type SecureContextTarget } from './tls.ts'
 
@@ -21,6 +27,16 @@ interface ApiCert {
 
 export type CertOrigin = 'api' | 'files' | 'self-signed'
 
+/** The certificate chain the listeners present now, published for the CLI's trust (see the module comment). */
+export function servedCertFile(stateDir: string): string {
+  return path.join(stateDir, 'tls', 'served.crt')
+}
+
+/** Only the CERTIFICATE blocks of a PEM text: never copy anything else out of what an admin uploaded. */
+function certificateBlocks(pem: string): string {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((b) => `${b}\n`).join('')
+}
+
 export class CertManager {
   readonly #c: Config
   readonly #store: StateStore | undefined
@@ -30,6 +46,7 @@ export class CertManager {
   #origin: CertOrigin
   #certPem: string
   #stopWatch: () => void = () => {}
+  #publishFailed = false
 
   private constructor(c: Config, store: StateStore | undefined, logger: Logger, files: CertSource, origin: CertOrigin, certPem: string) {
     this.#c = c
@@ -38,6 +55,22 @@ export class CertManager {
     this.#files = files
     this.#origin = origin
     this.#certPem = certPem
+    this.#publish()
+  }
+
+  /** Write the served chain to {@link servedCertFile}; a failure only costs the CLI its automatic trust. */
+  #publish(): void {
+    const file = servedCertFile(this.#c.stateDir)
+    try {
+      const pem = certificateBlocks(this.#certPem)
+      if (pem === '') return
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+      writeFileAtomic(file, pem, 0o644)
+      this.#publishFailed = false
+    } catch (e) {
+      if (!this.#publishFailed) this.#logger.warn({ file, error: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'cannot write the served certificate for the CLI; the CLI needs --ca FILE to verify this server')
+      this.#publishFailed = true
+    }
   }
 
   /** Pick the certificate to start with. */
@@ -76,6 +109,7 @@ export class CertManager {
         if (this.#origin === 'api') return // a certificate set through the API wins over the files
         this.#certPem = String(opts.cert)
         for (const t of this.#targets) t.setSecureContext(opts)
+        this.#publish()
       },
     }
     this.#stopWatch = watchCertificates(this.#c, this.#files, [relay], this.#logger)
@@ -113,6 +147,7 @@ export class CertManager {
     await this.#store.putSetting('tls', { certificate, private_key: privateKey } satisfies ApiCert)
     this.#origin = 'api'
     this.#certPem = certificate
+    this.#publish()
     this.#logger.info({ fingerprint256: new X509Certificate(certificate).fingerprint256 }, 'TLS certificate set through the admin API')
     return this.status()
   }
@@ -126,6 +161,7 @@ export class CertManager {
       for (const t of this.#targets) t.setSecureContext(opts)
       this.#origin = 'api'
       this.#certPem = api.certificate
+      this.#publish()
       return
     }
     if (this.#origin !== 'api') return
@@ -133,6 +169,7 @@ export class CertManager {
     for (const t of this.#targets) t.setSecureContext(opts)
     this.#origin = this.#files.selfSigned ? 'self-signed' : 'files'
     this.#certPem = String(opts.cert)
+    this.#publish()
   }
 
   /** `DELETE /api/v2/tls`: back to the files or the self-signed certificate. */
@@ -142,6 +179,7 @@ export class CertManager {
     for (const t of this.#targets) t.setSecureContext(opts)
     this.#origin = this.#files.selfSigned ? 'self-signed' : 'files'
     this.#certPem = String(opts.cert)
+    this.#publish()
     this.#logger.info({ source: this.#origin }, 'TLS certificate unset; back to the default')
     return this.status()
   }

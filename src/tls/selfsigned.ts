@@ -1,6 +1,8 @@
-// Self-signed TLS certificates for gatehouse's "just give me HTTPS" mode, built from Node
-// built-ins only: node:crypto makes the key pair and signs, and a tiny DER encoder below
-// assembles the X.509 v3 certificate around it (Node cannot create certificates itself).
+// Generated TLS certificates for gatehouse's "just give me HTTPS" mode: a local CA and a server
+// certificate it signs, built from Node built-ins only: node:crypto makes the key pairs and
+// signs, and a tiny DER encoder below assembles the X.509 v3 certificates (Node cannot create
+// certificates itself). The server certificate is a proper leaf (CA:FALSE, serverAuth) because
+// rustls/webpki clients refuse a CA certificate presented as a server certificate.
 
 import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
@@ -36,15 +38,26 @@ export interface EnsureSelfSignedOptions {
   renewBeforeDays?: number
 }
 
-/** Where {@link ensureSelfSignedCertificate} put the files, and whether it (re)generated them. */
+/** Where {@link ensureSelfSignedCertificate} put the files, and what it (re)generated. */
 export interface EnsureSelfSignedResult {
+  /** The served chain: the server certificate, then the local CA certificate. */
   certFile: string
+  /** The server certificate's private key. */
   keyFile: string
+  /** The local CA certificate alone (what a client's trust store needs). */
+  caFile: string
+  /** True when the server certificate was (re)issued. */
   created: boolean
+  /** True when the local CA was (re)generated: clients must trust the new one. */
+  caCreated: boolean
+  /** True when a pre-CA, CA-style self-signed certificate was replaced. */
+  replacedLegacy: boolean
 }
 
 const DEFAULT_COMMON_NAME = 'gatehouse self-signed'
 const DEFAULT_DAYS = 365
+const DEFAULT_CA_DAYS = 3650
+const DEFAULT_IPS = ['127.0.0.1', '::1']
 const DEFAULT_RENEW_BEFORE_DAYS = 30
 const DAY_MS = 24 * 60 * 60 * 1000
 // Backdated so a client whose clock is slightly behind ours still accepts a fresh certificate.
@@ -207,8 +220,78 @@ function defaultDnsNames(): string[] {
 // ---------------------------------------------------------------------------------------------
 // Certificate generation.
 
+/** Everything that differs between the certificates this module makes. */
+interface TbsParts {
+  issuer: Buffer
+  subject: Buffer
+  notBefore: Date
+  notAfter: Date
+  spki: Buffer
+  extensions: Buffer[]
+}
+
+// ECDSA AlgorithmIdentifiers have no parameters field at all (RFC 5758 §3.2), not even NULL.
+const ECDSA_WITH_SHA256 = (): Buffer => sequence(oid(OID.ecdsaWithSha256))
+
+/** Assemble an X.509 v3 certificate around `parts` and sign it with `signingKey` (EC P-256). */
+function signCertificate(parts: TbsParts, signingKey: crypto.KeyObject): string {
+  // 16 random bytes with the top bit cleared (positive) and the next set (no leading zero to strip).
+  const serial = crypto.randomBytes(16)
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40
+  const tbs = sequence(
+    explicit(0, unsignedInteger(Buffer.from([2]))), // version v3
+    unsignedInteger(serial),
+    ECDSA_WITH_SHA256(),
+    parts.issuer,
+    sequence(time(parts.notBefore), time(parts.notAfter)),
+    parts.subject,
+    parts.spki,
+    explicit(3, sequence(...parts.extensions)),
+  )
+  // crypto.sign emits the DER Ecdsa-Sig-Value that X.509 expects.
+  const signature = crypto.sign('sha256', tbs, signingKey)
+  const der = sequence(tbs, ECDSA_WITH_SHA256(), bitString(signature))
+  const base64 = der.toString('base64').replace(/.{1,64}/g, '$&\n')
+  return `-----BEGIN CERTIFICATE-----\n${base64}-----END CERTIFICATE-----\n`
+}
+
+/** A fresh P-256 key pair, its DER SPKI and its RFC 5280 §4.2.1.2 method (1) key identifier. */
+function newKey(): { privateKey: crypto.KeyObject; spki: Buffer; keyId: Buffer } {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+  const spki = publicKey.export({ type: 'spki', format: 'der' })
+  return { privateKey, spki, keyId: keyIdOf(spki) }
+}
+
+/** SHA-1 over the subjectPublicKey bits (RFC 5280 §4.2.1.2 method (1)). */
+function keyIdOf(spki: Buffer): Buffer {
+  return crypto.createHash('sha1').update(subjectPublicKeyBits(spki)).digest()
+}
+
+const cnName = (commonName: string): Buffer => sequence(set(sequence(oid(OID.commonName), utf8String(commonName))))
+
+function checkCommon(commonName: string, days: number, now: Date): void {
+  if (commonName.length === 0) throw new Error('commonName must not be empty')
+  if (!Number.isFinite(days) || days <= 0) throw new Error(`days must be a positive number, got ${days}`)
+  if (Number.isNaN(now.getTime())) throw new Error('now is an invalid Date')
+}
+
+/** The subjectAltName GeneralNames for DNS names and IP addresses (validated, deduplicated). */
+function generalNamesOf(dnsNamesIn: string[], ipAddressesIn: string[]): Buffer[] {
+  const dnsNames = [...new Set(dnsNamesIn.map((n) => n.toLowerCase()))]
+  for (const name of dnsNames) {
+    // dNSName is an IA5String: internationalised names must arrive already in punycode.
+    if (!isDnsName(name)) throw new Error(`invalid DNS name for subjectAltName: ${name}`)
+  }
+  const ipAddresses = [...new Set(ipAddressesIn.map(ipBytes).map((b) => b.toString('hex')))]
+  return [...dnsNames.map((n) => implicitPrimitive(2, Buffer.from(n, 'ascii'))), ...ipAddresses.map((hex) => implicitPrimitive(7, Buffer.from(hex, 'hex')))]
+}
+
 /**
- * Generates an ECDSA P-256 key and a self-signed X.509 v3 certificate for it.
+ * Generates an ECDSA P-256 key and a self-signed X.509 v3 certificate for it that is both its
+ * own CA and a server certificate — for tests and tools that need one PEM to pass as `cert`
+ * and as `ca`. gatehouse itself does not serve such a certificate any more: clients built on
+ * rustls/webpki refuse a CA certificate as a server certificate, so the state directory holds
+ * a local CA and a leaf it signed ({@link ensureSelfSignedCertificate}).
  *
  * The certificate is marked `CA:TRUE` with `keyCertSign` so that OpenSSL (and so Node) accepts
  * it as its own trust anchor when a client passes it in `ca`, as `openssl req -x509` does. It
@@ -221,36 +304,10 @@ export function generateSelfSignedCertificate(opts: SelfSignedOptions = {}): Sel
   const commonName = opts.commonName ?? DEFAULT_COMMON_NAME
   const days = opts.days ?? DEFAULT_DAYS
   const now = opts.now ?? new Date()
-  if (commonName.length === 0) throw new Error('commonName must not be empty')
-  if (!Number.isFinite(days) || days <= 0) throw new Error(`days must be a positive number, got ${days}`)
-  if (Number.isNaN(now.getTime())) throw new Error('now is an invalid Date')
-
-  const dnsNames = [...new Set((opts.dnsNames ?? defaultDnsNames()).map((n) => n.toLowerCase()))]
-  for (const name of dnsNames) {
-    // dNSName is an IA5String: internationalised names must arrive already in punycode.
-    if (!isDnsName(name)) throw new Error(`invalid DNS name for subjectAltName: ${name}`)
-  }
-  const ipAddresses = [...new Set((opts.ipAddresses ?? ['127.0.0.1', '::1']).map(ipBytes).map((b) => b.toString('hex')))]
-
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
-  const spki = publicKey.export({ type: 'spki', format: 'der' })
-  // RFC 5280 §4.2.1.2 method (1): SHA-1 over the subjectPublicKey bits.
-  const keyId = crypto.createHash('sha1').update(subjectPublicKeyBits(spki)).digest()
-
-  // 16 random bytes with the top bit cleared (positive) and the next set (no leading zero to strip).
-  const serial = crypto.randomBytes(16)
-  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40
-
-  const name = sequence(set(sequence(oid(OID.commonName), utf8String(commonName))))
-  // ECDSA AlgorithmIdentifiers have no parameters field at all (RFC 5758 §3.2), not even NULL.
-  const signatureAlgorithm = sequence(oid(OID.ecdsaWithSha256))
-  const notBefore = new Date(now.getTime() - BACKDATE_MS)
-  const notAfter = new Date(now.getTime() + days * DAY_MS)
-
-  const generalNames = [
-    ...dnsNames.map((n) => implicitPrimitive(2, Buffer.from(n, 'ascii'))),
-    ...ipAddresses.map((hex) => implicitPrimitive(7, Buffer.from(hex, 'hex'))),
-  ]
+  checkCommon(commonName, days, now)
+  const generalNames = generalNamesOf(opts.dnsNames ?? defaultDnsNames(), opts.ipAddresses ?? DEFAULT_IPS)
+  const { privateKey, spki, keyId } = newKey()
+  const name = cnName(commonName)
   const extensions = [
     extension(OID.basicConstraints, true, sequence(booleanTrue())),
     // digitalSignature is bit 0 (0x80) and keyCertSign bit 5 (0x04); DER drops the two trailing zero bits.
@@ -261,26 +318,121 @@ export function generateSelfSignedCertificate(opts: SelfSignedOptions = {}): Sel
   ]
   // An empty GeneralNames is invalid, so with no names there is no extension at all.
   if (generalNames.length > 0) extensions.push(extension(OID.subjectAltName, false, sequence(...generalNames)))
+  const certPem = signCertificate({ issuer: name, subject: name, notBefore: new Date(now.getTime() - BACKDATE_MS), notAfter: new Date(now.getTime() + days * DAY_MS), spki, extensions }, privateKey)
+  return { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() }
+}
 
-  const tbs = sequence(
-    explicit(0, unsignedInteger(Buffer.from([2]))), // version v3
-    unsignedInteger(serial),
-    signatureAlgorithm,
-    name,
-    sequence(time(notBefore), time(notAfter)),
-    name,
-    spki,
-    explicit(3, sequence(...extensions)),
-  )
-  // crypto.sign emits the DER Ecdsa-Sig-Value that X.509 expects.
-  const signature = crypto.sign('sha256', tbs, privateKey)
-  const der = sequence(tbs, signatureAlgorithm, bitString(signature))
+/** Options for {@link generateLocalCa}. */
+export interface LocalCaOptions {
+  /** Subject common name. Default `gatehouse local CA <8 random hex digits>`, so two installs' CAs never share a name. */
+  commonName?: string
+  /** Validity in days from `now`. Default 3650. */
+  days?: number
+  /** The clock to use; mainly for tests. Default `new Date()`. */
+  now?: Date
+}
 
-  const base64 = der.toString('base64').replace(/.{1,64}/g, '$&\n')
-  return {
-    certPem: `-----BEGIN CERTIFICATE-----\n${base64}-----END CERTIFICATE-----\n`,
-    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+/**
+ * Generates the local CA that signs gatehouse's server certificate: ECDSA P-256, self-signed,
+ * `CA:TRUE, pathlen:0` (it signs leaves only, never another CA) and keyUsage
+ * `keyCertSign, cRLSign` — no serverAuth, so it can never be served itself.
+ *
+ * @throws if `days` is not positive, `now` is invalid or `commonName` is empty.
+ */
+export function generateLocalCa(opts: LocalCaOptions = {}): SelfSignedPem {
+  const commonName = opts.commonName ?? `gatehouse local CA ${crypto.randomBytes(4).toString('hex')}`
+  const days = opts.days ?? DEFAULT_CA_DAYS
+  const now = opts.now ?? new Date()
+  checkCommon(commonName, days, now)
+  const { privateKey, spki, keyId } = newKey()
+  const name = cnName(commonName)
+  const extensions = [
+    // cA TRUE, pathLenConstraint 0 (RFC 5280 §4.2.1.9).
+    extension(OID.basicConstraints, true, sequence(booleanTrue(), unsignedInteger(Buffer.from([0])))),
+    // keyCertSign is bit 5 (0x04), cRLSign bit 6 (0x02); one trailing zero bit dropped.
+    extension(OID.keyUsage, true, bitString(Buffer.from([0x06]), 1)),
+    extension(OID.subjectKeyIdentifier, false, octetString(keyId)),
+  ]
+  const certPem = signCertificate({ issuer: name, subject: name, notBefore: new Date(now.getTime() - BACKDATE_MS), notAfter: new Date(now.getTime() + days * DAY_MS), spki, extensions }, privateKey)
+  return { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() }
+}
+
+/** Options for {@link issueServerCertificate}. */
+export interface ServerCertOptions {
+  /** Subject common name (informational: clients match the subjectAltNames). Default `gatehouse`. */
+  commonName?: string
+  /** DNS subjectAltNames (a leading `*.` wildcard is allowed). Default `localhost` plus the host name. */
+  dnsNames?: string[]
+  /** IP subjectAltNames, IPv4 or IPv6. Default `127.0.0.1` and `::1`. */
+  ipAddresses?: string[]
+  /** Validity in days from `now`; never past the CA's own end. Default 365. */
+  days?: number
+  /** The clock to use; mainly for tests. Default `new Date()`. */
+  now?: Date
+}
+
+/** The DER children of the constructed TLV whose contents span [start, end). */
+function derChildren(buf: Buffer, start: number, end: number): { tag: number; from: number; start: number; end: number }[] {
+  const out: { tag: number; from: number; start: number; end: number }[] = []
+  for (let at = start; at < end; ) {
+    const t = readTlv(buf, at)
+    out.push({ ...t, from: at })
+    at = t.end
   }
+  return out
+}
+
+/** The subject Name of a DER certificate, byte for byte (the issuer of what it signs must match it exactly). */
+function subjectNameDer(der: Buffer): Buffer {
+  const cert = readTlv(der, 0)
+  const tbs = readTlv(der, cert.start)
+  const fields = derChildren(der, tbs.start, tbs.end)
+  // version [0] is present in v3; then serial, signature, issuer, validity, subject.
+  const offset = fields[0]?.tag === 0xa0 ? 1 : 0
+  const subject = fields[offset + 4]
+  if (subject === undefined || subject.tag !== 0x30) throw new Error('unexpected certificate layout')
+  return der.subarray(subject.from, subject.end)
+}
+
+/**
+ * Issues a server (leaf) certificate signed by `ca`, with a fresh ECDSA P-256 key:
+ * `CA:FALSE`, keyUsage `digitalSignature` (an ECDSA key signs the handshake; keyEncipherment
+ * is for RSA key transport, which TLS 1.3 and ECDHE never use), extKeyUsage `serverAuth`,
+ * subject/authority key identifiers, and the subjectAltNames — the shape webpki, rustls,
+ * Go, Java and browsers require of a server certificate.
+ *
+ * @returns the leaf certificate alone (PEM) and its PKCS#8 key.
+ * @throws TypeError when `ca` is not an EC P-256 CA certificate with its matching key.
+ */
+export function issueServerCertificate(ca: SelfSignedPem, opts: ServerCertOptions = {}): SelfSignedPem {
+  const commonName = opts.commonName ?? 'gatehouse'
+  const days = opts.days ?? DEFAULT_DAYS
+  const now = opts.now ?? new Date()
+  checkCommon(commonName, days, now)
+  const caCert = new crypto.X509Certificate(ca.certPem)
+  const caKey = crypto.createPrivateKey(ca.keyPem)
+  if (!caCert.ca || !caCert.checkPrivateKey(caKey) || caKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new TypeError('issueServerCertificate needs an EC P-256 CA certificate and its own private key')
+  }
+  const generalNames = generalNamesOf(opts.dnsNames ?? defaultDnsNames(), opts.ipAddresses ?? DEFAULT_IPS)
+  if (generalNames.length === 0) throw new Error('a server certificate needs at least one DNS name or IP address')
+  const { privateKey, spki, keyId } = newKey()
+  const caKeyId = keyIdOf(caCert.publicKey.export({ type: 'spki', format: 'der' }))
+  const extensions = [
+    // cA FALSE is the DEFAULT, so DER encodes it as an empty SEQUENCE (openssl prints CA:FALSE).
+    extension(OID.basicConstraints, true, sequence()),
+    // digitalSignature only: bit 0 (0x80), seven trailing zero bits dropped.
+    extension(OID.keyUsage, true, bitString(Buffer.from([0x80]), 7)),
+    extension(OID.extKeyUsage, false, sequence(oid(OID.serverAuth))),
+    extension(OID.subjectKeyIdentifier, false, octetString(keyId)),
+    extension(OID.authorityKeyIdentifier, false, sequence(implicitPrimitive(0, caKeyId))),
+    extension(OID.subjectAltName, false, sequence(...generalNames)),
+  ]
+  const notBefore = new Date(now.getTime() - BACKDATE_MS)
+  // A leaf that outlives its issuer fails verification on the day the CA expires anyway.
+  const notAfter = new Date(Math.min(now.getTime() + days * DAY_MS, Date.parse(caCert.validTo)))
+  const certPem = signCertificate({ issuer: subjectNameDer(caCert.raw), subject: cnName(commonName), notBefore, notAfter, spki, extensions }, caKey)
+  return { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,34 +474,78 @@ function writeFileAtomic(file: string, data: string, mode: number): void {
   fsyncDirBestEffort(dir)
 }
 
-/** Why the existing pair cannot be reused, or undefined when it can. */
-function reuseProblem(certFile: string, keyFile: string, now: Date, renewBeforeDays: number): string | undefined {
-  if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) return 'missing'
+/** The PEM and parsed form of a certificate file, or undefined when it is missing or unparsable. */
+function readCert(file: string): { pem: string; cert: crypto.X509Certificate } | undefined {
   try {
-    const cert = new crypto.X509Certificate(fs.readFileSync(certFile))
-    const key = crypto.createPrivateKey(fs.readFileSync(keyFile))
-    if (!cert.checkPrivateKey(key)) return 'key does not match certificate'
-    // Node 20 has no validToDate; validTo is OpenSSL's "Mon DD HH:MM:SS YYYY GMT", which Date parses.
-    const validFrom = Date.parse(cert.validFrom)
-    const validTo = Date.parse(cert.validTo)
-    if (Number.isNaN(validFrom) || Number.isNaN(validTo)) return 'unreadable validity'
-    if (validFrom > now.getTime()) return 'not yet valid'
-    if (validTo - now.getTime() < renewBeforeDays * DAY_MS) return 'expiring'
-    return undefined
+    const pem = fs.readFileSync(file, 'utf8')
+    // With a bundle, X509Certificate parses the first certificate: the leaf.
+    return { pem, cert: new crypto.X509Certificate(pem) }
   } catch {
-    return 'unparsable'
+    return undefined
   }
 }
 
+function readKey(file: string): { pem: string; key: crypto.KeyObject } | undefined {
+  try {
+    const pem = fs.readFileSync(file, 'utf8')
+    return { pem, key: crypto.createPrivateKey(pem) }
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether `cert` is valid at `now` and still `minDays` days after it. */
+function validFor(cert: crypto.X509Certificate, now: Date, minDays: number): boolean {
+  // Node 20 has no validToDate; validTo is OpenSSL's "Mon DD HH:MM:SS YYYY GMT", which Date parses.
+  const validFrom = Date.parse(cert.validFrom)
+  const validTo = Date.parse(cert.validTo)
+  if (Number.isNaN(validFrom) || Number.isNaN(validTo)) return false
+  return validFrom <= now.getTime() && validTo - now.getTime() >= minDays * DAY_MS
+}
+
+/** The local CA in the state directory, when it can go on signing leaves. */
+function usableCa(caFile: string, caKeyFile: string, now: Date, minDays: number): SelfSignedPem | undefined {
+  const c = readCert(caFile)
+  const k = readKey(caKeyFile)
+  if (c === undefined || k === undefined) return undefined
+  if (!c.cert.ca || !c.cert.checkPrivateKey(k.key) || k.key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') return undefined
+  if (!validFor(c.cert, now, minDays)) return undefined
+  return { certPem: c.pem, keyPem: k.pem }
+}
+
+/** Whether the served chain is a current leaf of `ca` (followed by `ca`), with its key, covering the default names. */
+function usableLeaf(certFile: string, keyFile: string, ca: SelfSignedPem, now: Date, renewBeforeDays: number): boolean {
+  const c = readCert(certFile)
+  const k = readKey(keyFile)
+  if (c === undefined || k === undefined) return false
+  const caCert = new crypto.X509Certificate(ca.certPem)
+  const leaf = c.cert
+  if (leaf.ca || !c.pem.endsWith(ca.certPem) || !leaf.checkIssued(caCert) || !leaf.verify(caCert.publicKey) || !leaf.checkPrivateKey(k.key)) return false
+  if (!validFor(leaf, now, renewBeforeDays)) return false
+  // A renamed host (a new container) gets a leaf that covers its new name; the CA stays.
+  return defaultDnsNames().every((n) => leaf.checkHost(n) !== undefined) && DEFAULT_IPS.every((ip) => leaf.checkIP(ip) !== undefined)
+}
+
 /**
- * Makes sure `<stateDir>/tls/self-signed.crt` and `.key` hold a usable self-signed pair, and
- * returns their paths.
+ * Makes sure the state directory holds gatehouse's generated certificates, and returns their
+ * paths:
  *
- * An existing pair is reused (`created: false`) unless it is unparsable, the key does not match
- * the certificate, or the certificate is not yet valid or expires within `renewBeforeDays`
- * (default 30); otherwise a new pair with the default names is generated (`created: true`).
- * Directories are created 0700, the key is written 0600 and the certificate 0644, each through
- * an atomic temp-file-and-rename, key first.
+ * - `<stateDir>/tls/ca.crt` and `ca.key`: a local CA ({@link generateLocalCa}), valid 10 years;
+ * - `<stateDir>/tls/self-signed.crt`: the served chain, a server certificate signed by that CA
+ *   ({@link issueServerCertificate}) followed by the CA certificate, and `self-signed.key`, the
+ *   server certificate's key. The old names stay, so `curl --cacert <stateDir>/tls/self-signed.crt`
+ *   and `NODE_EXTRA_CA_CERTS=…/self-signed.crt` keep working: the file holds the CA.
+ *
+ * The CA is kept while it is valid for a whole server certificate's life plus `renewBeforeDays`;
+ * the server certificate is reissued by the same CA (clients that trust the CA notice nothing)
+ * when it is missing, unparsable, not signed by the CA, does not match its key, is not yet valid,
+ * expires within `renewBeforeDays` (default 30) or does not cover `localhost`, the host name,
+ * `127.0.0.1` and `::1`. A state directory from before the CA existed (its `self-signed.crt` is
+ * itself a CA certificate, which rustls/webpki clients refuse to accept from a server) is
+ * replaced once: `replacedLegacy` says so, and clients must trust the new file.
+ *
+ * Directories are created 0700, keys written 0600 and certificates 0644, each through an
+ * atomic temp-file-and-rename, key before certificate.
  */
 export function ensureSelfSignedCertificate(stateDir: string, opts: EnsureSelfSignedOptions = {}): EnsureSelfSignedResult {
   const now = opts.now ?? new Date()
@@ -360,13 +556,27 @@ export function ensureSelfSignedCertificate(stateDir: string, opts: EnsureSelfSi
   const dir = path.join(stateDir, 'tls')
   const certFile = path.join(dir, 'self-signed.crt')
   const keyFile = path.join(dir, 'self-signed.key')
+  const caFile = path.join(dir, 'ca.crt')
+  const caKeyFile = path.join(dir, 'ca.key')
+  const result = (created: boolean, caCreated: boolean, replacedLegacy: boolean): EnsureSelfSignedResult => ({ certFile, keyFile, caFile, created, caCreated, replacedLegacy })
 
-  if (reuseProblem(certFile, keyFile, now, renewBeforeDays) === undefined) return { certFile, keyFile, created: false }
+  let ca = usableCa(caFile, caKeyFile, now, DEFAULT_DAYS + renewBeforeDays)
+  if (ca !== undefined && usableLeaf(certFile, keyFile, ca, now, renewBeforeDays)) return result(false, false, false)
 
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-  const { certPem, keyPem } = generateSelfSignedCertificate({ now })
-  // Key first: a crash in between leaves a mismatched pair, which the next call detects and replaces.
-  writeFileAtomic(keyFile, keyPem, 0o600)
-  writeFileAtomic(certFile, certPem, 0o644)
-  return { certFile, keyFile, created: true }
+  let caCreated = false
+  let replacedLegacy = false
+  if (ca === undefined) {
+    // Without a CA of ours, a parsable self-signed.crt that is itself a CA is the pre-CA layout.
+    replacedLegacy = readCert(certFile)?.cert.ca === true && !fs.existsSync(caFile)
+    ca = generateLocalCa({ now })
+    // Key first: a crash in between leaves a mismatched pair, which the next call detects and replaces.
+    writeFileAtomic(caKeyFile, ca.keyPem, 0o600)
+    writeFileAtomic(caFile, ca.certPem, 0o644)
+    caCreated = true
+  }
+  const leaf = issueServerCertificate(ca, { now })
+  writeFileAtomic(keyFile, leaf.keyPem, 0o600)
+  writeFileAtomic(certFile, leaf.certPem + ca.certPem, 0o644)
+  return result(true, caCreated, replacedLegacy)
 }

@@ -24,7 +24,16 @@ export interface CertSource {
 export function certSource(c: Config, logger: Logger): CertSource {
   if (c.tls.certFile !== undefined && c.tls.keyFile !== undefined) return { certFile: c.tls.certFile, keyFile: c.tls.keyFile, selfSigned: false }
   const r = ensureSelfSignedCertificate(c.stateDir)
-  if (r.created) logger.info({ certFile: r.certFile }, 'generated a self-signed certificate; clients can trust it with --cacert <certFile>')
+  if (r.replacedLegacy) {
+    logger.warn(
+      { certFile: r.certFile, caFile: r.caFile },
+      'replaced the old self-signed certificate (a CA certificate, which rustls/webpki clients refuse from a server) with a server certificate signed by a new local CA; clients that trusted the old file must trust <certFile> or <caFile> again',
+    )
+  } else if (r.caCreated) {
+    logger.info({ certFile: r.certFile, caFile: r.caFile }, 'generated a self-signed certificate (a server certificate signed by a new local CA); clients can trust it with --cacert <certFile> or <caFile>')
+  } else if (r.created) {
+    logger.info({ certFile: r.certFile, caFile: r.caFile }, 'issued a new server certificate from the local CA; clients that trust <caFile> or <certFile> need no change')
+  }
   return { certFile: r.certFile, keyFile: r.keyFile, selfSigned: true }
 }
 
