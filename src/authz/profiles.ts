@@ -46,6 +46,23 @@ const qdrantGrpc = grpcClassifier('qdrant', QDRANT_GRPC_READS)
 
 const isGetHead = (m: string): boolean => m === 'GET' || m === 'HEAD'
 
+/**
+ * A CORS preflight (Fetch standard §4.8): `OPTIONS` with `Origin` and
+ * `Access-Control-Request-Method`. Browsers send it without credentials before a cross-origin
+ * request, and Weaviate and Qdrant answer it themselves, so it is public under every profile
+ * (SPEC §6) and forwarded without identity headers. A preflight never has a body; an `OPTIONS`
+ * with one is judged as an ordinary `OPTIONS` (a read), so a body cannot ride in on the public rule.
+ */
+export function isCorsPreflight(method: string, headers: { readonly origin?: string | undefined; readonly 'access-control-request-method'?: string | undefined }, hasBody: boolean): boolean {
+  if (method !== 'OPTIONS' || hasBody) return false
+  const origin = headers.origin
+  const acrm = headers['access-control-request-method']
+  return origin !== undefined && origin !== '' && acrm !== undefined && acrm !== ''
+}
+
+/** The classification of a CORS preflight (see {@link isCorsPreflight}). */
+export const CORS_PREFLIGHT: Classification = Object.freeze({ access: 'public', rule: 'CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) is public; forwarded without identity headers' })
+
 const GENERIC: Profile = {
   name: 'generic',
   classify(method) {
@@ -76,6 +93,8 @@ function nonEmpty(s: string | undefined): boolean {
 const WEAVIATE: Profile = {
   name: 'weaviate',
   classify(method, path) {
+    // SPEC §6: an OPTIONS that is not a CORS preflight is a read under every profile.
+    if (method === 'OPTIONS') return { access: 'read', rule: 'weaviate: OPTIONS is a read' }
     if (isGetHead(method)) {
       if (path === '/' || path === '/v1' || path === '/v1/.well-known/live' || path === '/v1/.well-known/ready') {
         return { access: 'public', rule: `weaviate: ${path} is public` }
@@ -113,6 +132,7 @@ const QDRANT_POINT_READS = new Set([
 const QDRANT: Profile = {
   name: 'qdrant',
   classify(method, path) {
+    if (method === 'OPTIONS') return { access: 'read', rule: 'qdrant: OPTIONS is a read' }
     if (isGetHead(method)) {
       if (path === '/' || path === '/healthz' || path === '/readyz' || path === '/livez') return { access: 'public', rule: `qdrant: ${path} is public` }
       return { access: 'read', rule: 'qdrant: GET/HEAD is a read' }

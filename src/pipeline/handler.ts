@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
 import type { Principal } from '../http/principal.ts'
-import type { Classification } from '../authz/profiles.ts'
+import { CORS_PREFLIGHT, isCorsPreflight, type Classification } from '../authz/profiles.ts'
 import type { Runtime } from './runtime.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
@@ -120,7 +120,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     ctx.credential = credential
     ctx.query = query
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
-    ctx.classification = classifyRequest(rt, method, target.path)
+    // A CORS preflight is public under every profile (SPEC §6): it needs a header, not just the path.
+    ctx.classification = method === 'OPTIONS' && isCorsPreflight(method, req.headers, requestHasBody(req)) ? CORS_PREFLIGHT : classifyRequest(rt, method, target.path)
     // 5 · authenticate (behind the failure throttle)
     return authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }))
   }
@@ -146,7 +147,9 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
         return
       }
       // 3 + 7 · strip, then inject
-      const headers = upstreamHeaders(req, rt.headers, { principal, requestId: ctx.requestId, proto: rt.proto })
+      // A CORS preflight carries no identity, not even an anonymous one (SPEC §6): the upstream
+      // answers it for any caller, and a verified credential on it changes nothing.
+      const headers = upstreamHeaders(req, rt.headers, { principal: ctx.classification === CORS_PREFLIGHT ? undefined : principal, requestId: ctx.requestId, proto: rt.proto })
       // 8 · forward
       forwarder.forward(req, res, ctx.path as string, ctx.query, headers, {
         requestId: ctx.requestId,
