@@ -97,6 +97,8 @@ export interface IssuerKeys {
   publicJwk(kid: string): JWK
   /** The JWKS document as served right now. */
   jwks(): { keys: JWK[] }
+  /** The PRIVATE JWK of a key (with `d`, `p`, `q`, …), for tests of an issuer that leaks it. */
+  privateJwk(kid: string): JWK
 }
 
 /** Options for {@link TestIssuer.sign}. */
@@ -202,6 +204,8 @@ export interface TestIssuer {
   readonly hits: IssuerHits
   /** Fields merged over the discovery document (e.g. `{ issuer: 'http://evil' }`); `undefined` drops one. */
   discoveryOverrides: Record<string, unknown>
+  /** When set, the JWKS endpoint serves exactly this document (e.g. `{ keys: [] }`) instead of the published keys. */
+  jwksOverride: unknown
   /** Attack token builders. */
   readonly attacks: IssuerAttacks
   /**
@@ -376,6 +380,7 @@ export async function startIssuer(opts: IssuerOptions = {}): Promise<TestIssuer>
       ),
     publicJwk: (kid) => ({ ...entry(kid).jwk }),
     jwks,
+    privateJwk: (kid) => ({ ...(entry(kid).privateKey.export({ format: 'jwk' }) as JWK), kid, alg: entry(kid).alg, use: 'sig' }),
   }
 
   const { alg: firstAlg, ...firstOpts } = opts.initialKey ?? {}
@@ -544,7 +549,7 @@ export async function startIssuer(opts: IssuerOptions = {}): Promise<TestIssuer>
     }
     if (route === 'token') return handleToken(req, res)
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' })
-    sendJson(res, 200, route === 'discovery' ? discoveryDoc() : jwks())
+    sendJson(res, 200, route === 'discovery' ? discoveryDoc() : api.jwksOverride !== undefined ? api.jwksOverride : jwks())
   }
 
   const server = http.createServer({ requestTimeout: 0 }, (req, res) => {
@@ -647,6 +652,7 @@ export async function startIssuer(opts: IssuerOptions = {}): Promise<TestIssuer>
     faults,
     hits,
     discoveryOverrides: {},
+    jwksOverride: undefined,
     attacks,
     sign,
     resetHits: () => {
