@@ -18,7 +18,7 @@
  *   written once to `<stateDir>/initial-admin-password` (see `#bootstrap`).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
 import path from 'node:path'
 import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK } from 'jose'
@@ -445,6 +445,7 @@ function initialPassword(file: string): string {
   let pw: string
   do pw = randomBytes(18).toString('base64url')
   while (passwordProblem(pw) !== undefined)
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
   const fd = openSync(file, 'wx', 0o600)
   try {
     writeSync(fd, `${pw}\n`)
