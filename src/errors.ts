@@ -64,6 +64,7 @@ export const ERRORS = {
   },
   ERR_NOT_FOUND: { status: 404, message: 'not found' },
   ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  ERR_METHOD_NOT_FORWARDED: { status: 405, message: 'TRACE and TRACK are never forwarded (they would echo credentials back); send the request with another method' },
   ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'the admin API takes JSON bodies only: send Content-Type: application/json' },
   ERR_REQUEST_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
   ERR_UPSTREAM_UNAVAILABLE: {

@@ -22,6 +22,7 @@ import { clientKey } from '../auth/throttle.ts'
 import { upstreamHeaders } from '../http/headers.ts'
 import { asGatehouseError, sendError, sendJson } from '../http/respond.ts'
 import { parseTarget } from '../http/target.ts'
+import { refuseUnforwardable } from '../http/methods.ts'
 // The decisions `gatehouse explain` shares with this handler.
 import { authorize, checkUrlLength, classifyRequest, WELL_KNOWN_CLASS } from './decide.ts'
 
@@ -110,6 +111,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     const url = req.url ?? '/'
     checkUrlLength(rt, url)
     checkHead(req, rt.limits)
+    // Never forwarded, whoever asks: answered before authentication (src/http/methods.ts).
+    refuseUnforwardable(method)
     // HTTP/1.1 only: an HTTP/2 stream shares its session's socket, which is not ours to time out.
     if (rt.limits.bodyIdleMs > 0 && req.httpVersionMajor === 1 && !req.complete && requestHasBody(req)) guardBody(ctx, rt.limits.bodyIdleMs)
     // 2 · target

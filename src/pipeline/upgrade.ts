@@ -32,6 +32,7 @@ import type { ServeState } from './handler.ts'
 import { headerObject, upstreamHeaders } from '../http/headers.ts'
 import { asGatehouseError } from '../http/respond.ts'
 import { parseTarget } from '../http/target.ts'
+import { refuseUnforwardable } from '../http/methods.ts'
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
@@ -120,6 +121,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
 
     const run = async (): Promise<void> => {
       if (state.draining) throw new GatehouseError('ERR_DRAINING')
+      refuseUnforwardable(req.method)
       if (req.method !== 'GET') throw new GatehouseError('ERR_UPGRADE_UNSUPPORTED', { detail: `WebSocket upgrade with ${String(req.method)}` })
       // 2 · target
       const target = parseTarget(req.url ?? '/')
