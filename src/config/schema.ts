@@ -270,7 +270,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       enabled: leaf('bool', true, 'Throttle addresses that present failing credentials.'),
       maxFailures: leaf('int', 20, 'Failed credentials from one address within window that block it.', { min: 1, max: 1_000_000 }),
       window: leaf('duration', 60 * SECOND, 'Window in which failures are counted.', { min: 1000, max: 86_400_000 }),
-      blockDuration: leaf('duration', 60 * SECOND, 'How long a blocked address gets 429 for any request with a credential.', { min: 1000, max: 86_400_000 }),
+      blockDuration: leaf('duration', 60 * SECOND, 'How long a blocked address gets 429 for credentials that could be guesses (JWTs whose signature verifies and API keys proven from it still pass).', { min: 1000, max: 86_400_000 }),
       maxAddresses: leaf('int', 100_000, 'Addresses tracked at most (LRU; bounds memory).', { min: 100, max: 10_000_000 }),
     }),
   }),
@@ -300,6 +300,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     authMethod: leaf('string', 'X-Forwarded-Auth-Method', 'apikey | oidc | local | anonymous.'),
     requestId: leaf('string', 'X-Request-Id', 'Request id (kept from the client when well-formed).'),
     passAuthorization: leaf('bool', false, 'Pass the client’s Authorization header (and qdrant api-key header) upstream.'),
+    strip: leaf('stringList', [...DEFAULT_IDENTITY_STRIP], 'Identity headers other proxies inject, removed from every client request in any spelling (case, _, .); an entry ending in * is a prefix. Setting it replaces the list.'),
   }),
 })
 
@@ -307,7 +308,6 @@ export const SCHEMA: Group = group('gatehouse configuration', {
 export function* leaves(node: Group = SCHEMA, prefix = ''): Generator<[string, Leaf]> {
   for (const [k, child] of Object.entries(node.children)) {
     const p = prefix === '' ? k : `${prefix}.${k}`
-    strip: leaf('stringList', [...DEFAULT_IDENTITY_STRIP], 'Identity headers other proxies inject, removed from every client request in any spelling (case, _, .); an entry ending in * is a prefix. Setting it replaces the list.'),
     if (child.kind === 'leaf') yield [p, child]
     else yield* leaves(child, p)
   }
