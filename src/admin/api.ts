@@ -268,7 +268,7 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
       reason = err.code
       if (err.code === 'ERR_INTERNAL') d.logger.error({ requestId, detail: err.detail }, 'admin API error')
       auditOnce('failure')
-      send(res, err.status, errorBody(err, requestId), req.method === 'HEAD', { ...err.headers, ...(err.status === 401 ? { 'www-authenticate': 'Bearer realm="gatehouse"' } : {}) })
+      send(res, err.status, errorBody(err, requestId), req.method === 'HEAD', { ...err.headers, ...(err.status === 401 ? { 'www-authenticate': 'Bearer realm="gatehouse"' } : {}), 'x-request-id': requestId })
       // A body we stopped reading (too slow, too large) would hold the connection: close it.
       if (err.code === 'ERR_REQUEST_TIMEOUT' || err.code === 'ERR_REQUEST_TOO_LARGE') res.once('finish', () => req.socket.destroySoon())
     }
@@ -297,7 +297,7 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
         }
         const out = await r.run(c, d)
         auditOnce('success')
-        send(res, out.status ?? 200, out.raw ?? { data: out.data }, req.method === 'HEAD', out.headers)
+        send(res, out.status ?? 200, out.raw ?? { data: out.data }, req.method === 'HEAD', { ...out.headers, 'x-request-id': requestId })
         return
       }
       throw new GatehouseError(pathMatched ? 'ERR_METHOD_NOT_ALLOWED' : 'ERR_NOT_FOUND')
