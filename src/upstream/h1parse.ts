@@ -7,9 +7,11 @@
  * llhttp): only `HTTP/1.0` and `HTTP/1.1` with a three-digit status; header names must be
  * tokens with the colon right after them; no control characters but HTAB in values; CRLF line
  * ends only; no obs-fold; Content-Length only as digits, and several only when equal;
- * Transfer-Encoding only as `chunked` alone, and never together with Content-Length.
+ * Transfer-Encoding only as `chunked` alone, and never together with Content-Length; chunk
+ * extensions only as `;name[=value]` without whitespace.
  * Anything else is a {@link ResponseParseError} (`HPE_*` code), answered 502 and the connection
- * closed, never reused.
+ * closed, never reused. Where this differs from llhttp is listed in docs/security.md ("The
+ * upstream parser and llhttp") and held there by test/unit/h1parse-differential.test.ts.
  */
 
 /** Why a response was refused; the code is what `translate` maps to ERR_UPSTREAM_BAD_RESPONSE. */
@@ -254,6 +256,9 @@ export class ResponseParser {
         if (lower === 'content-length') contentLength = lengthValue(value, contentLength)
         else if (lower === 'transfer-encoding') {
           if (te || value.toLowerCase() !== 'chunked') throw bad('HPE_INVALID_TRANSFER_ENCODING', 'a transfer coding other than chunked alone')
+          // Trailing whitespace is not part of a field value (RFC 9110 §5.5), but llhttp reads
+          // `chunked<HTAB>` as another coding (to the close): two parsers, two framings. Refused.
+          if (ve !== p) throw bad('HPE_INVALID_TRANSFER_ENCODING', 'whitespace after the transfer coding')
           te = true
           chunked = true
         } else if (lower === 'connection') {
@@ -298,16 +303,7 @@ export class ResponseParser {
       if (k >= 13) throw bad('HPE_INVALID_CHUNK_SIZE', 'chunk size too large')
     }
     if (k === 0) throw bad('HPE_INVALID_CHUNK_SIZE', 'malformed chunk size')
-    if (k < line.length) {
-      // Only chunk extensions may follow (RFC 9112 §7.1.1); they are ignored, but must be clean.
-      let q = k
-      while (q < line.length && (line.charCodeAt(q) === 32 || line.charCodeAt(q) === 9)) q++
-      if (line.charCodeAt(q) !== 59) throw bad('HPE_INVALID_CHUNK_SIZE', 'malformed chunk size')
-      for (; q < line.length; q++) {
-        const c = line.charCodeAt(q)
-        if ((c < 32 && c !== 9) || c === 127) throw bad('HPE_INVALID_CHUNK_SIZE', 'control character in a chunk extension')
-      }
-    }
+    if (k < line.length) chunkExtensions(line, k)
     if (size === 0) {
       this.#state = TRAILERS
       this.#trailerBytes = 0
@@ -331,6 +327,40 @@ export class ResponseParser {
     for (p++; p < line.length; p++) {
       const c = line.charCodeAt(p)
       if ((c < 32 && c !== 9) || c === 127) throw bad('HPE_INVALID_HEADER_TOKEN', 'control character in a trailer field')
+    }
+  }
+}
+
+/**
+ * Chunk extensions after the size (RFC 9112 §7.1.1): ignored, but they must parse as
+ * `;name[=token|"quoted"]`, repeated. Without the optional whitespace (BWS) around `;` and `=`:
+ * llhttp in strict mode refuses it too, and a parser that skips it where the next hop does not
+ * disagrees with it about where the chunk data starts.
+ */
+function chunkExtensions(line: string, from: number): void {
+  const n = line.length
+  let q = from
+  while (q < n) {
+    if (line.charCodeAt(q) !== 59) throw bad('HPE_INVALID_CHUNK_SIZE', 'malformed chunk size or extension')
+    const ns = ++q
+    while (q < n && TOKEN[line.charCodeAt(q)] === 1) q++
+    if (q === ns) throw bad('HPE_STRICT', 'malformed chunk extension name')
+    if (q === n || line.charCodeAt(q) !== 61) continue
+    q++
+    if (line.charCodeAt(q) === 34) {
+      // quoted-string: qdtext or quoted-pair, no controls but HTAB.
+      for (q++; ; q++) {
+        if (q >= n) throw bad('HPE_STRICT', 'unterminated quoted chunk extension value')
+        let c = line.charCodeAt(q)
+        if (c === 34) break
+        if (c === 92) c = line.charCodeAt(++q)
+        if ((c < 32 && c !== 9) || c === 127 || Number.isNaN(c)) throw bad('HPE_STRICT', 'control character in a chunk extension')
+      }
+      q++
+    } else {
+      const vs = q
+      while (q < n && TOKEN[line.charCodeAt(q)] === 1) q++
+      if (q === vs) throw bad('HPE_STRICT', 'malformed chunk extension value')
     }
   }
 }

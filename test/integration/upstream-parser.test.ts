@@ -124,6 +124,8 @@ function assertError(r: Got, status: number, reason: string): void {
 
 const CHUNKS = 'hello'
 const RAW: Record<string, RawAction> = {
+  '/te-tab': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+  '/chunk-ext-ws': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 ; a = b\r\nhello\r\n0\r\n\r\n',
   '/cl-list': 'HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello',
   '/cl-twice': 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Between: 1\r\ncontent-length: 5\r\n\r\nhello',
   '/cl-list-differ': 'HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!',
@@ -246,6 +248,20 @@ describe('upstream parser, second round (issue 13)', () => {
       assertError(r, 502, 'ERR_UPSTREAM_BAD_RESPONSE')
       assert.ok(r.ms < 5000, `answered after ${Math.round(r.ms)} ms`)
       assert.equal(raw.heads.length, 1, 'the request did reach the upstream')
+      await good()
+    })
+  }
+
+  for (const [path, what] of [
+    ['/te-tab', 'Transfer-Encoding: chunked<HTAB> (llhttp reads it as to-the-close)'],
+    ['/chunk-ext-ws', 'a chunk extension with whitespace (`5 ; a = b`)'],
+  ] as const) {
+    it(`${what} → 502 ERR_UPSTREAM_BAD_RESPONSE, nothing of the body relayed`, async () => {
+      raw.reset()
+      const r = await get(px, path)
+      assertError(r, 502, 'ERR_UPSTREAM_BAD_RESPONSE')
+      assert.doesNotMatch(r.text, /hello/)
+      assert.equal(raw.heads.length, 1)
       await good()
     })
   }

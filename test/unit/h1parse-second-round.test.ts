@@ -88,3 +88,41 @@ describe('responseHeaders: Content-Length relayed once, normalized; none on 204/
     assert.deepEqual(responseHeaders(['content-length', '12']).list, ['content-length', '12'])
   })
 })
+
+describe('h1parse: shapes the differential test against llhttp found accepted (now refused, like llhttp)', () => {
+  const parse = (text: string): { body: string; done: boolean } => {
+    const p = new ResponseParser(16 * 1024)
+    let body = ''
+    p.reset({ onInfo() {}, onHead() {}, onBody: (c) => (body += c.toString('latin1')) }, false)
+    p.feed(Buffer.from(text, 'latin1'))
+    return { body, done: p.done }
+  }
+  const CHUNKED = (ext: string): string => `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2${ext}\r\nok\r\n0\r\n\r\n`
+
+  for (const ext of ['; a = b', ' ;a=b', ';a =b', ';a= b', ';', ';=b', ';a=', ';a="unterminated', ';a="x\x01"', ';a=b c']) {
+    it(`chunk extension ${JSON.stringify(ext)} is refused`, () => {
+      assert.throws(() => parse(CHUNKED(ext)), (e: unknown) => e instanceof ResponseParseError && e.code.startsWith('HPE_'))
+    })
+  }
+
+  for (const ext of [';a=b', ';a', ';a=b;c', ';a="quoted"', ';a="q\\"x"', ';a=b;c="d e"']) {
+    it(`chunk extension ${JSON.stringify(ext)} is accepted and skipped`, () => {
+      const r = parse(CHUNKED(ext))
+      assert.equal(r.done, true)
+      assert.equal(r.body, 'ok')
+    })
+  }
+
+  for (const te of ['chunked\t', 'chunked ', 'chunked \t']) {
+    it(`Transfer-Encoding: ${JSON.stringify(te)} is refused (llhttp reads chunked<HTAB> as another coding)`, () => {
+      assert.throws(
+        () => parse(`HTTP/1.1 200 OK\r\nTransfer-Encoding: ${te}\r\n\r\n2\r\nok\r\n0\r\n\r\n`),
+        (e: unknown) => (e as ResponseParseError).code === 'HPE_INVALID_TRANSFER_ENCODING',
+      )
+    })
+  }
+
+  it('Transfer-Encoding with leading whitespace (OWS) is still chunked', () => {
+    assert.equal(parse('HTTP/1.1 200 OK\r\nTransfer-Encoding:\t chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n').body, 'ok')
+  })
+})
