@@ -12,6 +12,7 @@ import http from 'node:http'
 import http2 from 'node:http2'
 import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import WebSocket, { WebSocketServer } from 'ws'
 import { h2request } from '../helpers/h2.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
@@ -53,7 +54,7 @@ function get(url: string, from: string, token?: string, headers: Record<string, 
   })
 }
 
-function env(issuer: TestIssuer, up: RecordingUpstream): Record<string, string> {
+function env(issuer: TestIssuer, up: { readonly url: string }): Record<string, string> {
   return {
     GATEHOUSE_UPSTREAM_URL: up.url,
     GATEHOUSE_TLS_ENABLED: 'false',
@@ -184,6 +185,66 @@ describe('a blocked address still serves its honest clients; only unproven crede
       up.requests.map((r) => r.url),
       ['/h2-jwt', '/h2-proven'],
     )
+  })
+})
+
+describe('the same rules for WebSocket upgrades', () => {
+  let issuer: TestIssuer
+  let server: http.Server
+  let wss: WebSocketServer
+  const handshakes: string[] = []
+  let gh: TestProxy
+
+  before(async () => {
+    issuer = await startIssuer()
+    server = http.createServer((_req, res) => res.end('plain'))
+    wss = new WebSocketServer({ server })
+    wss.on('connection', (ws, req) => {
+      handshakes.push(req.url ?? '')
+      ws.close()
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const port = (server.address() as net.AddressInfo).port
+    gh = await startProxy({ env: env(issuer, { url: `http://127.0.0.1:${port}` }) })
+    await waitReady(gh)
+  })
+  after(async () => {
+    await gh.stop()
+    wss.close()
+    server.closeAllConnections()
+    await new Promise((r) => server.close(r))
+    await issuer.close()
+    assertNoSecretsInLogs(gh.logs)
+  })
+
+  /** Try an upgrade from `from`: 101 when the tunnel opened, else the refusal's status. */
+  function upgrade(path: string, from: string, token: string): Promise<number> {
+    usedSecrets.add(token)
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${gh.url.replace(/^http/, 'ws')}${path}`, { headers: { authorization: `Bearer ${token}` }, localAddress: from })
+      ws.on('open', () => {
+        ws.terminate()
+        resolve(101)
+      })
+      ws.on('unexpected-response', (_req, res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      ws.on('error', reject)
+    })
+  }
+
+  it('blocked address: valid JWT and proven key open the tunnel; forged JWT and unproven key get 429', async () => {
+    const D = '127.0.0.25'
+    assert.equal(await upgrade('/ws-before', D, PROVEN), 101)
+    for (let i = 0; i < 20; i++) assert.equal((await get(`${gh.url}/guess`, D, `bad-guess-e${i}-l1k2j3h4`)).status, 401)
+    handshakes.length = 0
+    const jwt = await issuer.sign({ email: 'ws@example.com' })
+    assert.equal(await upgrade('/ws-jwt', D, jwt), 101)
+    assert.equal(await upgrade('/ws-forged', D, issuer.attacks.corruptSignature(jwt)), 429)
+    assert.equal(await upgrade('/ws-proven', D, PROVEN), 101)
+    assert.equal(await upgrade('/ws-never', D, NEVER), 429)
+    assert.deepEqual(handshakes, ['/ws-jwt', '/ws-proven'], 'the upstream saw exactly the allowed handshakes')
   })
 })
 
