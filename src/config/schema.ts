@@ -239,7 +239,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     }),
     local: group('Local users and tokens (Weka’s model) on the admin listener; runtime changes live in the state store.', {
       enabled: leaf('bool', false, 'Enable local users: login, refresh, long-lived tokens, user management.', { env: [gh('GATEHOUSE_LOCAL_ENABLED')] }),
-      initialAdminPassword: leaf('string', undefined, 'Password of the admin user created on first start (else admin, which must be changed at first login).', {
+      initialAdminPassword: leaf('string', undefined, 'Password of the admin user created on first start. Unset: admin on a loopback admin listener, else a random one written to <stateDir>/initial-admin-password; either must be changed at first login.', {
         optional: true,
         secret: true,
         env: [gh('GATEHOUSE_ADMIN_PASSWORD')],
