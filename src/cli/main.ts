@@ -12,7 +12,7 @@ import { USER_COMMANDS } from './user.ts'
 const USAGE = `gatehouse — an OIDC-aware reverse proxy
 
 Usage:
-  gatehouse serve [--config proxy.yaml]        run the proxy
+  gatehouse serve [--config FILE]              run the proxy
   gatehouse config check [--config FILE]       validate; exit 0, or exit 2 listing every problem
   gatehouse config print [--config FILE]       effective config, secrets redacted, with sources
   gatehouse apikey generate [--user NAME]      print a new random key and its sha256 form
@@ -33,11 +33,12 @@ Weka-style administration (talks to the admin API; see docs/api.md):
   gatehouse security tls status | set --certificate FILE --private-key FILE | unset
   gatehouse security ca-cert status | set --cert-file FILE | unset
 These take --host URL (or $GATEHOUSE_HOST; default https://localhost:14000), --ca FILE (or
-$GATEHOUSE_CA_FILE; else $GATEHOUSE_STATE_DIR/tls/self-signed.crt when readable; else the system
-CAs) and --path FILE (the token file; or $GATEHOUSE_TOKEN_FILE). The access token is refreshed
-transparently when it expires.
+$GATEHOUSE_CA_FILE; else $GATEHOUSE_STATE_DIR/tls/self-signed.crt and served.crt when readable;
+else the system CAs) and --path FILE (the token file; or $GATEHOUSE_TOKEN_FILE). The access token
+is refreshed transparently when it expires.
 
-Every command takes --help. The configuration file defaults to $GATEHOUSE_CONFIG, else ./proxy.yaml.
+Every command takes --help. The configuration file is --config FILE, else $GATEHOUSE_CONFIG; without
+either no file is read (defaults and environment only; ./proxy.yaml is not picked up by itself).
 `
 
 interface Command {

@@ -24,9 +24,12 @@ export class Prompter {
     this.interactive = interactive
   }
 
-  /** An answer that may be shown while typed (a user name). */
-  async ask(prompt: string, what: string): Promise<string> {
-    if (!this.interactive) return (await this.line(what)).trim()
+  /**
+   * An answer that may be shown while typed (a user name). `how` names the argument or flag
+   * that gives it instead, for the message when stdin is not a terminal and has run dry.
+   */
+  async ask(prompt: string, what: string, how: string): Promise<string> {
+    if (!this.interactive) return (await this.line(what, how)).trim()
     const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true })
     try {
       return await new Promise<string>((resolve, reject) => {
@@ -39,16 +42,16 @@ export class Prompter {
   }
 
   /** A secret: no echo on a terminal. */
-  async secret(prompt: string, what: string): Promise<string> {
-    const s = this.interactive ? await readHidden(prompt, what) : await this.line(what)
+  async secret(prompt: string, what: string, how: string): Promise<string> {
+    const s = this.interactive ? await readHidden(prompt, what) : await this.line(what, how)
     registerSecret(s)
     return s
   }
 
   /** A new password, asked twice (also from a pipe: the password line, then the confirmation line). */
-  async newPassword(prompt: string, what: string): Promise<string> {
-    const a = await this.secret(prompt, what)
-    const b = await this.secret('Confirm the new password: ', `${what} confirmation`)
+  async newPassword(prompt: string, what: string, how: string): Promise<string> {
+    const a = await this.secret(prompt, what, how)
+    const b = await this.secret('Confirm the new password: ', `${what} confirmation`, how)
     if (a !== b) throw new AdminError('the passwords do not match; nothing was changed')
     return a
   }
@@ -59,7 +62,7 @@ export class Prompter {
     this.rl = undefined
   }
 
-  private async line(what: string): Promise<string> {
+  private async line(what: string, how: string): Promise<string> {
     if (this.rl === undefined && !this.ended) {
       this.rl = createInterface({ input: process.stdin, terminal: false, crlfDelay: Infinity })
       this.rl.on('line', (l) => {
@@ -74,7 +77,7 @@ export class Prompter {
     }
     const queued = this.lines.shift()
     const l = queued ?? (this.ended ? undefined : await new Promise<string | undefined>((r) => this.waiters.push(r)))
-    if (l === undefined) throw new UsageError(`no ${what} given (stdin is not a terminal and has no more lines; pass it as an argument or pipe one line per answer)`)
+    if (l === undefined) throw new UsageError(`no ${what} given: stdin is not a terminal and has no more lines; ${how}`)
     return l
   }
 }
@@ -172,13 +175,13 @@ async function login(v: Values, pos: string[]): Promise<number> {
   const org = str(v.org)
   return runWithPrompter(v, async (c, p) => {
     await printBanner(c)
-    const username = pos[0] ?? (await p.ask('Username: ', 'USERNAME'))
+    const username = pos[0] ?? (await p.ask('Username: ', 'user name', 'pass it as USERNAME (gatehouse user login USERNAME), or pipe one line per answer'))
     if (username === '') throw new UsageError('the user name is empty')
-    const password = pos[1] ?? (await p.secret('Password: ', 'PASSWORD'))
+    const password = pos[1] ?? (await p.secret('Password: ', 'password', 'pass it as PASSWORD (gatehouse user login USERNAME PASSWORD), or pipe it as a line'))
     let a: LoginAnswer = await c.login(username, password, org)
     if (a.password_change_required === true) {
       note(`The password of ${username} must be changed before it can be used.`)
-      const np = await p.newPassword('New password: ', 'new password')
+      const np = await p.newPassword('New password: ', 'new password', 'this account must change its password first: pipe the new password twice after the current one (one line each), or log in on a terminal')
       await c.call('PUT', '/api/v2/users/password', { body: { old_password: password, new_password: np }, auth: { bearer: a.access_token } })
       out(`password changed for ${username}`)
       a = await c.login(username, np, org)
@@ -210,7 +213,7 @@ async function add(v: Values, pos: string[]): Promise<number> {
   registerSecret(str(v.password))
   return runWithPrompter(v, async (c, p) => {
     c.loadTokens() // "not logged in" before asking for a password
-    const password = str(v.password) ?? (await p.newPassword(`Password for ${username}: `, 'password'))
+    const password = str(v.password) ?? (await p.newPassword(`Password for ${username}: `, 'password', 'pass --password P, or pipe the password twice (one line each)'))
     const r = (await c.call('POST', '/api/v2/users', { body: { username, password, role } })) as Partial<UserRow> | undefined
     if (v.json === true) out(JSON.stringify(r, null, 2))
     else out(`added user ${r?.username ?? username} (role ${r?.role ?? role})`)
@@ -262,8 +265,8 @@ async function passwd(v: Values, pos: string[]): Promise<number> {
       me = tokenUser(t.access_token)
     }
     const own = target === undefined || target === me
-    if (own && current === undefined) current = await p.secret('Current password: ', 'current password')
-    const np = pos[0] ?? (await p.newPassword(`New password${own ? '' : ` for ${target}`}: `, 'new password'))
+    if (own && current === undefined) current = await p.secret('Current password: ', 'current password', 'pass --current-password P, or pipe it as the first line')
+    const np = pos[0] ?? (await p.newPassword(`New password${own ? '' : ` for ${target}`}: `, 'new password', 'pass it as NEW_PASSWORD (gatehouse user passwd NEW_PASSWORD), or pipe it twice (one line each)'))
     const body: Record<string, string> = { new_password: np }
     if (target !== undefined) body.username = target
     if (current !== undefined) body.old_password = current

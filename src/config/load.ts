@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml'
 import { leafAt, leaves, SCHEMA, type Group, type Leaf } from './schema.ts'
 import type { Config, Problem, SecretRef, Source } from './types.ts'
 import { parseDuration, parseSize } from './units.ts'
@@ -97,12 +97,13 @@ function readYaml(file: string, explicit: boolean, values: Map<string, unknown>,
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false })
   const lineOf = (n: YamlNode | null | undefined): number => (n?.range ? lineCounter.linePos(n.range[0]).line : 1)
   for (const err of doc.errors) {
+    const at = yamlErrorPosition(text, doc, err.pos[0], lineCounter)
     problems.push({
       path: '(yaml)',
-      source: { kind: 'file', file, line: Math.min(lineCounter.linePos(err.pos[0]).line, lineCounter.lineStarts.length) },
+      source: { kind: 'file', file, line: at.line },
       value: undefined,
-      message: `YAML syntax error: ${err.message.split('\n')[0] ?? err.code}`,
-      remedy: 'fix the YAML syntax at this line',
+      message: `YAML syntax error at line ${at.line}, column ${at.col}: ${err.message.split('\n')[0] ?? err.code}${at.unclosed ? ' (the file ends before it is closed)' : ''}`,
+      remedy: at.unclosed ? 'close the quote or bracket that starts at this line and column' : 'fix the YAML syntax at this line',
     })
   }
   if (doc.errors.length > 0) return
@@ -113,6 +114,31 @@ function readYaml(file: string, explicit: boolean, values: Map<string, unknown>,
     return
   }
   walkGroup(SCHEMA, root, '', file, lineOf, values, sources, problems)
+}
+
+/**
+ * Where to report a YAML syntax error. The parser puts "missing closing quote" and an unclosed
+ * flow collection at the end of the input — past the last line of the file — so such an error
+ * is reported where the unclosed scalar or collection starts; any other error where the parser
+ * put it, kept within the file.
+ */
+function yamlErrorPosition(text: string, doc: Document, offset: number, lineCounter: LineCounter): { line: number; col: number; unclosed: boolean } {
+  const end = text.trimEnd().length
+  if (offset >= end) {
+    // The construct still open at the end of the file: the latest-starting quoted scalar or flow
+    // collection that reaches it.
+    let start: number | undefined
+    visit(doc, (_key, node) => {
+      const n = node as YamlNode | null
+      if (n === null || n.range === undefined || n.range === null) return
+      const open = (isScalar(n) && (n.type === 'QUOTE_DOUBLE' || n.type === 'QUOTE_SINGLE')) || ((isMap(n) || isSeq(n)) && n.flow === true)
+      if (open && n.range[1] >= end && (start === undefined || n.range[0] > start)) start = n.range[0]
+    })
+    if (start !== undefined) return { ...lineCounter.linePos(start), unclosed: true }
+  }
+  // Never past the last character of the file.
+  const p = lineCounter.linePos(Math.max(0, Math.min(offset, Math.max(end - 1, 0))))
+  return { ...p, unclosed: false }
 }
 
 function walkGroup(

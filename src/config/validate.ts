@@ -211,10 +211,22 @@ function validateApiKeys(c: Config, add: Add): void {
   const k = c.authentication.apikey
   const keys: { key: string; path: string }[] = k.allowedKeys.map((key, i) => ({ key, path: `authentication.apikey.allowedKeys[${i}]` }))
   let pendingGenerated = 0
+  let emptyFile = false
   if (k.allowedKeysFile !== undefined) {
     if (existsSync(k.allowedKeysFile)) {
       try {
-        readKeysFile(k.allowedKeysFile).forEach((key, i) => keys.push({ key, path: `authentication.apikey.allowedKeysFile (line ${i + 1} with a key)` }))
+        const fromFile = readKeysFile(k.allowedKeysFile)
+        fromFile.forEach((key, i) => keys.push({ key, path: `authentication.apikey.allowedKeysFile (line ${i + 1} with a key)` }))
+        // Name the file: "need at least one key" alone sends people to the wrong place.
+        if (fromFile.length === 0 && keys.length === 0) {
+          emptyFile = true
+          add(
+            'authentication.apikey.allowedKeysFile',
+            'the keys file has no key (only blank lines and # comments)',
+            `add one key per line to ${k.allowedKeysFile} (gatehouse apikey generate makes one), or point allowedKeysFile at the file that holds the keys`,
+            JSON.stringify(k.allowedKeysFile),
+          )
+        }
       } catch (e) {
         add('authentication.apikey.allowedKeysFile', `cannot read the keys file (${(e as NodeJS.ErrnoException).code ?? String(e)})`, 'make the file readable by the gatehouse user', JSON.stringify(k.allowedKeysFile))
         return
@@ -228,7 +240,7 @@ function validateApiKeys(c: Config, add: Add): void {
   }
   const total = keys.length + pendingGenerated
   // Weaviate's checks and messages (apikey/client.go validateConfig), all reported.
-  if (total < 1) {
+  if (total < 1 && !emptyFile) {
     add('authentication.apikey.allowedKeys', 'need at least one valid allowed key', 'set AUTHENTICATION_APIKEY_ALLOWED_KEYS, authentication.apikey.allowedKeys or allowedKeysFile; gatehouse apikey generate makes one')
   }
   const seen = new Map<string, string>()
