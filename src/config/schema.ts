@@ -78,7 +78,7 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     enabled: leaf('bool', true, 'Terminate TLS. false is for a sidecar behind a mesh and logs a warning.', {
       env: [gh('GATEHOUSE_TLS_ENABLED')],
     }),
-    certFile: leaf('string', undefined, 'PEM certificate chain; unset: a self-signed certificate in stateDir.', {
+    certFile: leaf('string', undefined, 'PEM certificate chain; unset: a certificate generated in stateDir/tls, signed by a local CA (ca.crt).', {
       optional: true,
       isPath: true,
       env: [gh('GATEHOUSE_TLS_CERT_FILE')],
