@@ -1,9 +1,17 @@
 # gatehouse container image.
 #
 #   docker build -t gatehouse:0.1.0 .
-#   docker run --rm --init -p 8443:8443 -p 14000:14000 gatehouse:0.1.0
-#   curl -k https://localhost:8443/            # echo upstream of the shipped proxy.yaml
-#   curl -k https://localhost:14000/readyz
+#   docker run -d --init --name gatehouse -p 8443:8443 -p 14000:14000 gatehouse:0.1.0
+#   docker cp gatehouse:/var/lib/gatehouse/tls/ca.crt gatehouse-ca.crt     # the local CA
+#   curl --cacert gatehouse-ca.crt https://localhost:8443/hello             # 401: no credential
+#   curl --cacert gatehouse-ca.crt https://localhost:8443/hello \
+#        -H "Authorization: Bearer $(docker exec gatehouse tail -n1 /var/lib/gatehouse/api-keys)"
+#   curl --cacert gatehouse-ca.crt https://localhost:14000/readyz
+#
+# The admin listener is published on 0.0.0.0 here, so the first admin is never admin/admin:
+# pass GATEHOUSE_ADMIN_PASSWORD (from a secret), or read the random one written on first start
+# (and change it at the first login):
+#   docker exec gatehouse cat /var/lib/gatehouse/initial-admin-password
 #
 # Two stages on the same Node 24 LTS base: the build stage installs all dependencies (npm ci
 # runs the `prepare` script, which compiles src/ to dist/ with tsc) and then drops the dev
