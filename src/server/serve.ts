@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 import http, { STATUS_CODES } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { createAdminHandler } from '../admin/api.ts'
 import type { Readiness } from '../admin/routes.ts'
 import type { JwtVerifier } from '../auth/authenticate.ts'
@@ -30,6 +31,7 @@ import { createGrpcHandler } from '../pipeline/grpc.ts'
 import { createUpgradeHandler } from '../pipeline/upgrade.ts'
 import { createGrpcUpstream } from '../upstream/grpc.ts'
 import { createDataH2, createGrpcListener, routeAlpn, routeH2c, type H2Sessions } from './h2.ts'
+import { overflowInRequestLine, requestLineProblem, trackRequestLines } from './requestLine.ts'
 
 /** A running gatehouse. */
 export interface RunningServer {
@@ -106,6 +108,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const state: ServeState = { draining: false, inflight: 0 }
   const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status() }
   const handler = createHandler({ live, logger, state })
+  const h1Handler = checkRequestLine(handler)
   const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined
   const adminHandler = createAdminHandler({
     state,
@@ -125,15 +128,18 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const alpn = config.http2.enabled ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}
   if (certs !== undefined) {
     const opts = await certs.options()
-    data = https.createServer({ ...opts, ...serverOptions(config), ...alpn }, handler)
+    data = https.createServer({ ...opts, ...serverOptions(config), ...alpn }, h1Handler)
     if (config.admin.enabled) admin = https.createServer({ ...opts, ...serverOptions(config) }, adminHandler)
   } else {
-    data = http.createServer(serverOptions(config), handler)
+    data = http.createServer(serverOptions(config), h1Handler)
     if (config.admin.enabled) admin = http.createServer(serverOptions(config), adminHandler)
   }
   data.maxHeadersCount = config.limits.maxHeaderCount + 1
   // No automatic "100 Continue": the handler sends it once the request is authorized.
-  data.on('checkContinue', handler)
+  data.on('checkContinue', h1Handler)
+  // After Node's own listener (the parser is attached then) and before the h2c/ALPN routers
+  // collect the HTTP/1.1 listeners.
+  data.on(certs !== undefined ? 'secureConnection' : 'connection', trackRequestLines)
   for (const s of [data, admin]) {
     s?.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Malformed HTTP never reaches the pipeline (llhttp rejects smuggling shapes, bad request
@@ -144,12 +150,8 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
         return
       }
       let code = CLIENT_ERRORS[err.code ?? ''] ?? 'ERR_BAD_REQUEST'
-      if (s === data && err.code === 'HPE_HEADER_OVERFLOW' && requestLineOverflow((err as { rawPacket?: Buffer }).rawPacket, live.current.runtime.limits.maxUrlBytes)) code = 'ERR_URL_TOO_LONG'
-      const e = new GatehouseError(code, { detail: err.code })
-      const body = JSON.stringify(errorBody(e, randomUUID()))
-      socket.end(
-        `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      )
+      if (s === data && err.code === 'HPE_HEADER_OVERFLOW' && overflowInRequestLine(socket, (err as { rawPacket?: Buffer }).rawPacket, live.current.runtime.limits.maxUrlBytes)) code = 'ERR_URL_TOO_LONG'
+      socket.end(rawError(new GatehouseError(code, { detail: err.code })))
     })
   }
 
@@ -166,7 +168,13 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     else routeH2c(data, h2, config.listen.timeouts.headers)
   }
   const upgrades = createUpgradeHandler({ live: h2Live, logger, state, handler, trust })
-  data.on('upgrade', upgrades.onUpgrade)
+  data.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const problem = requestLineProblem(req)
+    if (problem === undefined) return upgrades.onUpgrade(req, socket, head)
+    logger.debug({ detail: problem }, 'client error')
+    socket.on('error', () => {})
+    socket.end(rawError(new GatehouseError('ERR_BAD_REQUEST', { detail: problem })))
+  })
   let grpcServer: H2Sessions | undefined
   if (config.grpcListener.enabled) {
     grpcServer = createGrpcListener(certs === undefined ? undefined : await certs.options(), config.http2, onGrpc, logger)
@@ -345,15 +353,32 @@ const CLIENT_ERRORS: Readonly<Record<string, ErrorCode>> = {
   ERR_HTTP_REQUEST_TIMEOUT: 'ERR_REQUEST_TIMEOUT',
 }
 
+/** A complete HTTP/1.1 error response (SPEC §9 JSON) that closes the connection, for a raw socket. */
+function rawError(e: GatehouseError): string {
+  const body = JSON.stringify(errorBody(e, randomUUID()))
+  return `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+}
+
 /**
- * Whether a head overflow happened in the request line: the packet has no line end at all (the
- * target spans it) or its first line exceeds the URL limit. A best guess from the last packet
- * parsed; a misjudged case is still refused, only with 431 instead of 414.
+ * The HTTP/1.x data handler behind the request-line checks llhttp leaves out (repeated spaces,
+ * versions other than 1.0/1.1): 400 and the connection closed, before any stage runs. Requests
+ * already pipelined behind a refused one on the same connection are refused too, never forwarded.
  */
-function requestLineOverflow(packet: Buffer | undefined, maxUrlBytes: number): boolean {
-  if (packet === undefined) return false
-  const eol = packet.indexOf('\r\n')
-  return eol === -1 ? packet.length > maxUrlBytes : eol > maxUrlBytes
+function checkRequestLine(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  const refused = new WeakSet<object>()
+  return (req, res) => {
+    const problem = refused.has(req.socket) ? 'a request pipelined behind a refused one' : requestLineProblem(req)
+    if (problem === undefined) {
+      handler(req, res)
+      return
+    }
+    refused.add(req.socket)
+    const e = new GatehouseError('ERR_BAD_REQUEST', { detail: problem })
+    const body = JSON.stringify(errorBody(e, randomUUID()))
+    res.shouldKeepAlive = false
+    res.writeHead(e.status, { 'content-type': 'application/json', 'cache-control': 'no-store', connection: 'close', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  }
 }
 
 function listen(server: http.Server, port: number, address: string): Promise<void> {

@@ -1,0 +1,410 @@
+/**
+ * Issue 13, the server edge: request lines llhttp lets through (repeated spaces, versions other
+ * than HTTP/1.0 and 1.1), head overflows answered 414 only when the request line itself is too
+ * long whatever the packet boundaries, and slow request bodies (a minimum receive rate).
+ *
+ * Real gatehouse in-process (TLS off so the bytes on the wire are the test's), a real recording
+ * upstream, raw node:net clients. Every refusal asserts the status with the JSON error of SPEC §9,
+ * that gatehouse closed the connection, and what the upstream received (nothing).
+ */
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import { performance } from 'node:perf_hooks'
+import { after, before, describe, it } from 'node:test'
+import { h2connect, h2request } from '../helpers/h2.ts'
+import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+
+const KEY = 'edge-second-round-key-7f3a91'
+const AUTH = `Authorization: Bearer ${KEY}\r\n`
+const H = `Host: gatehouse.test\r\n${AUTH}`
+
+const ENV = (up: RecordingUpstream, extra: Record<string, string> = {}): Record<string, string> => ({
+  GATEHOUSE_UPSTREAM_URL: up.url,
+  GATEHOUSE_TLS_ENABLED: 'false',
+  AUTHENTICATION_APIKEY_ENABLED: 'true',
+  AUTHENTICATION_APIKEY_ALLOWED_KEYS: KEY,
+  AUTHENTICATION_APIKEY_USERS: 'edge-user',
+  ...extra,
+})
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+// --- a raw client -------------------------------------------------------------------------------
+
+interface Conn {
+  socket: net.Socket
+  text(): string
+  closedAt(): number | undefined
+  /** Resolves true once `pred(text)` holds; false after `ms` or when the connection closed first. */
+  until(pred: (t: string) => boolean, ms: number): Promise<boolean>
+  /** Resolves with the close time, or undefined after `ms`. */
+  closed(ms: number): Promise<number | undefined>
+}
+
+function connect(url: string): Promise<Conn> {
+  const u = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(u.port), u.hostname)
+    socket.setNoDelay(true)
+    let data = ''
+    let closedAt: number | undefined
+    const waiters = new Set<() => void>()
+    const poke = (): void => {
+      for (const w of waiters) w()
+    }
+    socket.on('data', (c: Buffer) => {
+      data += c.toString('latin1')
+      poke()
+    })
+    socket.on('close', () => {
+      closedAt = performance.now()
+      poke()
+    })
+    socket.once('error', reject)
+    socket.once('connect', () => {
+      socket.off('error', reject)
+      socket.on('error', () => {})
+      const until = (pred: (t: string) => boolean, ms: number): Promise<boolean> =>
+        new Promise((res) => {
+          const check = (): void => {
+            if (pred(data)) done(true)
+            else if (closedAt !== undefined) done(false)
+          }
+          const t = setTimeout(() => done(false), ms)
+          const done = (v: boolean): void => {
+            clearTimeout(t)
+            waiters.delete(check)
+            res(v)
+          }
+          waiters.add(check)
+          check()
+        })
+      resolve({
+        socket,
+        text: () => data,
+        closedAt: () => closedAt,
+        until,
+        closed: async (ms) => {
+          await until(() => false, ms)
+          return closedAt
+        },
+      })
+    })
+  })
+}
+
+interface Parsed {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/** Every complete response in `text` (Content-Length or chunked framing), in order. */
+function responses(text: string): Parsed[] {
+  const out: Parsed[] = []
+  let rest = text
+  while (rest.startsWith('HTTP/1.')) {
+    const end = rest.indexOf('\r\n\r\n')
+    if (end === -1) break
+    const lines = rest.slice(0, end).split('\r\n')
+    const status = Number(lines[0]?.split(' ')[1])
+    const headers: Record<string, string> = {}
+    for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).trim().toLowerCase()] = l.slice(l.indexOf(':') + 1).trim()
+    rest = rest.slice(end + 4)
+    if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
+      let body = ''
+      for (;;) {
+        const eol = rest.indexOf('\r\n')
+        if (eol === -1) return out
+        const size = parseInt(rest.slice(0, eol), 16)
+        if (Number.isNaN(size)) return out
+        if (size === 0) {
+          if (rest.indexOf('\r\n\r\n', eol) === -1) return out
+          rest = rest.slice(rest.indexOf('\r\n\r\n', eol) + 4)
+          break
+        }
+        if (rest.length < eol + 2 + size + 2) return out
+        body += rest.slice(eol + 2, eol + 2 + size)
+        rest = rest.slice(eol + 2 + size + 2)
+      }
+      out.push({ status, headers, body })
+      continue
+    }
+    const len = Number(headers['content-length'] ?? rest.length)
+    if (rest.length < len) break
+    out.push({ status, headers, body: rest.slice(0, len) })
+    rest = rest.slice(len)
+  }
+  return out
+}
+
+function assertJsonError(r: Parsed | undefined, status: number, reason: string): void {
+  assert.ok(r !== undefined, 'no response')
+  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.body.slice(0, 200)}`)
+  assert.equal(r.headers['content-type'], 'application/json')
+  assert.equal(r.headers['cache-control'], 'no-store')
+  const b = JSON.parse(r.body) as { code: number; message: string; reason: string; requestId: string }
+  assert.deepEqual(Object.keys(b).sort(), ['code', 'message', 'reason', 'requestId'])
+  assert.equal(b.code, status)
+  assert.equal(b.reason, reason)
+}
+
+async function assertUpstreamSawNothing(up: RecordingUpstream): Promise<void> {
+  await sleep(100)
+  assert.deepEqual(
+    up.requests.map((r) => `${r.method} ${r.url}`),
+    [],
+    'the upstream received a request',
+  )
+}
+
+/**
+ * Write `bytes` in pieces of `size` bytes, waiting for each write to be flushed and pausing
+ * every `pauseEvery` pieces so that they arrive as separate packets; stops once the server
+ * closed or answered.
+ */
+async function writeInPieces(c: Conn, bytes: string, size: number, pauseEvery = 1): Promise<void> {
+  for (let i = 0, n = 0; i < bytes.length; i += size, n++) {
+    if (c.closedAt() !== undefined || c.text() !== '') return
+    await new Promise<void>((r) => c.socket.write(bytes.slice(i, i + size), 'latin1', () => r()))
+    if (n % pauseEvery === 0) await sleep(1)
+  }
+}
+
+/** Send `bytes` (whole, or split as `split` says), collect the answer until gatehouse closes. */
+async function send(p: TestProxy, bytes: string, split?: (c: Conn) => Promise<void>): Promise<{ text: string; closed: boolean }> {
+  const c = await connect(p.url)
+  if (split === undefined) c.socket.write(bytes, 'latin1')
+  else await split(c)
+  const at = await c.closed(5000)
+  c.socket.destroy()
+  return { text: c.text(), closed: at !== undefined }
+}
+
+async function assertRefused(p: TestProxy, up: RecordingUpstream, bytes: string, status: number, reason: string, split?: (c: Conn) => Promise<void>): Promise<void> {
+  up.reset()
+  const w = await send(p, bytes, split)
+  const rs = responses(w.text)
+  assert.equal(rs.length, 1, `expected one response, got ${JSON.stringify(w.text.slice(0, 300))}`)
+  assertJsonError(rs[0], status, reason)
+  assert.ok(w.closed, 'gatehouse kept the connection open')
+  await assertUpstreamSawNothing(up)
+}
+
+// ------------------------------------------------------------------------------------------------
+
+// Both ways a cleartext HTTP/1.1 connection reaches Node's parser: behind the h2c preface check
+// (HTTP/2 on, the default: the first bytes are read in JavaScript) and directly (HTTP/2 off).
+for (const h2 of [true, false]) {
+  describe(`request line (HTTP/2 ${h2 ? 'on: behind the h2c preface check' : 'off'})`, () => {
+    let up: RecordingUpstream
+    let px: TestProxy
+
+    before(async () => {
+      usedSecrets.add(KEY)
+      up = await startUpstream()
+      px = await startProxy({ env: ENV(up, { GATEHOUSE_HTTP2_ENABLED: String(h2) }) })
+    })
+    after(async () => {
+      await px?.stop()
+      await up?.close()
+      assertNoSecretsInLogs(px?.logs ?? [])
+    })
+
+    it('positive control: a well-formed request line is forwarded (200)', async () => {
+      up.reset()
+      const w = await send(px, `GET /ok HTTP/1.1\r\n${H}Connection: close\r\n\r\n`)
+      assert.equal(responses(w.text)[0]?.status, 200, w.text.slice(0, 200))
+      assert.deepEqual(
+        up.requests.map((r) => r.url),
+        ['/ok'],
+      )
+    })
+
+    it('positive control: HTTP/1.0 is forwarded (200)', async () => {
+      up.reset()
+      const w = await send(px, `GET /ten HTTP/1.0\r\n${H}\r\n`)
+      assert.equal(responses(w.text)[0]?.status, 200, w.text.slice(0, 200))
+      assert.equal(up.requests.length, 1)
+    })
+
+    const bad: [string, string][] = [
+      ['two spaces after the method (GET  / HTTP/1.1)', `GET  /two HTTP/1.1\r\n${H}\r\n`],
+      ['two spaces before the version (GET /  HTTP/1.1)', `GET /two  HTTP/1.1\r\n${H}\r\n`],
+      ['spaces doubled on both sides', `POST  /two  HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`],
+      ['HTTP/2.0 in an HTTP/1.x request line', `GET /v HTTP/2.0\r\n${H}\r\n`],
+      ['HTTP/0.9 in a request line', `GET /v HTTP/0.9\r\n${H}\r\n`],
+    ]
+    for (const [name, bytes] of bad) {
+      it(`${name} → 400 ERR_BAD_REQUEST, closed, nothing upstream`, async () => {
+        await assertRefused(px, up, bytes, 400, 'ERR_BAD_REQUEST')
+      })
+    }
+
+    it('two spaces split across packets (1 byte per write) → 400, nothing upstream', async () => {
+      const bytes = `GET  /split HTTP/1.1\r\n${H}\r\n`
+      await assertRefused(px, up, bytes, 400, 'ERR_BAD_REQUEST', (c) => writeInPieces(c, bytes, 1))
+    })
+
+    it('two spaces before the version, split across packets (7 bytes per write) → 400, nothing upstream', async () => {
+      const bytes = `GET /split-${'s'.repeat(40)}  HTTP/1.1\r\n${H}\r\n`
+      await assertRefused(px, up, bytes, 400, 'ERR_BAD_REQUEST', (c) => writeInPieces(c, bytes, 7))
+    })
+
+    it('a second request on a kept-alive connection with two spaces → the first 200, the second 400 and closed; only the first upstream', async () => {
+      up.reset()
+      const c = await connect(px.url)
+      c.socket.write(`GET /first HTTP/1.1\r\n${H}\r\n`)
+      assert.ok(await c.until((t) => responses(t).length === 1, 3000))
+      c.socket.write(`GET  /second HTTP/1.1\r\n${H}\r\n`)
+      const at = await c.closed(3000)
+      c.socket.destroy()
+      const rs = responses(c.text())
+      assert.equal(rs[0]?.status, 200)
+      assertJsonError(rs[1], 400, 'ERR_BAD_REQUEST')
+      assert.ok(at !== undefined, 'closed after the 400')
+      assert.deepEqual(
+        up.requests.map((r) => r.url),
+        ['/first'],
+      )
+    })
+
+    it('pipelined in one packet: GET /a, then GET  /b, then GET /c → 200, 400, nothing more; only /a upstream', async () => {
+      up.reset()
+      const w = await send(px, `GET /a HTTP/1.1\r\n${H}\r\nGET  /b HTTP/1.1\r\n${H}\r\nGET /c HTTP/1.1\r\n${H}\r\n`)
+      const rs = responses(w.text)
+      assert.equal(rs[0]?.status, 200)
+      assertJsonError(rs[1], 400, 'ERR_BAD_REQUEST')
+      assert.equal(rs.length, 2, 'nothing answered after the 400')
+      assert.ok(w.closed)
+      await sleep(100)
+      assert.deepEqual(
+        up.requests.map((r) => r.url),
+        ['/a'],
+      )
+    })
+
+    it('pipelined after a bodyless request: a spaced second line is still seen (one packet) → 200, 400', async () => {
+      up.reset()
+      const w = await send(px, `GET /a HTTP/1.1\r\n${H}\r\nGET /b  HTTP/1.1\r\n${H}\r\n`)
+      const rs = responses(w.text)
+      assert.equal(rs[0]?.status, 200)
+      assertJsonError(rs[1], 400, 'ERR_BAD_REQUEST')
+      await sleep(100)
+      assert.deepEqual(
+        up.requests.map((r) => r.url),
+        ['/a'],
+      )
+    })
+
+    it('a WebSocket upgrade with HTTP/2.0 in its request line → 400, closed, nothing upstream', async () => {
+      await assertRefused(px, up, `GET /ws HTTP/2.0\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, 400, 'ERR_BAD_REQUEST')
+    })
+
+    if (h2) {
+      it('the h2c prior-knowledge preface (PRI * HTTP/2.0) still opens HTTP/2: 200 through the upstream', async () => {
+        up.reset()
+        const s = await h2connect(px.url)
+        try {
+          const r = await h2request(s, { ':path': '/over-h2c', authorization: `Bearer ${KEY}` })
+          assert.equal(r.status, 200, r.text)
+        } finally {
+          s.close()
+        }
+        assert.deepEqual(
+          up.requests.map((r) => r.url),
+          ['/over-h2c'],
+        )
+      })
+    }
+  })
+
+  describe(`head overflow: 414 only for a long request line, whatever the packets (HTTP/2 ${h2 ? 'on' : 'off'})`, () => {
+    let up: RecordingUpstream
+    let px: TestProxy
+
+    before(async () => {
+      up = await startUpstream()
+      // Defaults: maxHeaderBytes 16 KiB, maxUrlBytes 8 KiB (the parser overflows past 24 KiB).
+      px = await startProxy({ env: ENV(up, { GATEHOUSE_HTTP2_ENABLED: String(h2) }), logLevel: 'debug' })
+    })
+    after(async () => {
+      await px?.stop()
+      await up?.close()
+      assertNoSecretsInLogs(px?.logs ?? [])
+    })
+
+    const bigAuth = `GET /big-auth HTTP/1.1\r\nHost: gatehouse.test\r\nAuthorization: Bearer ${'A'.repeat(64 * 1024)}\r\n\r\n`
+    const bigCookie = `GET /big-cookie HTTP/1.1\r\n${H}Cookie: session=${'c'.repeat(100 * 1024)}\r\n\r\n`
+    const longTarget = `GET /${'t'.repeat(30 * 1024)} HTTP/1.1\r\n${H}\r\n`
+    const splits: [string, ((c: Conn, b: string) => Promise<void>) | undefined][] = [
+      ['sent whole', undefined],
+      ['1 byte per write for the first 300 bytes, then 1000', async (c, b) => {
+        await writeInPieces(c, b.slice(0, 300), 1)
+        await writeInPieces(c, b.slice(300), 1000)
+      }],
+      ['7 bytes per write', (c, b) => writeInPieces(c, b, 7, 16)],
+      ['1000 bytes per write', (c, b) => writeInPieces(c, b, 1000)],
+    ]
+    for (const [how, split] of splits) {
+      const fn = split === undefined ? undefined : (b: string) => (c: Conn) => split(c, b)
+      it(`a 64 KiB Authorization header, ${how} → 431 ERR_HEADERS_TOO_LARGE, nothing upstream`, async () => {
+        await assertRefused(px, up, bigAuth, 431, 'ERR_HEADERS_TOO_LARGE', fn?.(bigAuth))
+      })
+      it(`a 100 KiB Cookie header, ${how} → 431 ERR_HEADERS_TOO_LARGE, nothing upstream`, async () => {
+        await assertRefused(px, up, bigCookie, 431, 'ERR_HEADERS_TOO_LARGE', fn?.(bigCookie))
+      })
+      it(`a 30 KiB request target, ${how} → 414 ERR_URL_TOO_LONG, nothing upstream`, async () => {
+        await assertRefused(px, up, longTarget, 414, 'ERR_URL_TOO_LONG', fn?.(longTarget))
+      })
+    }
+
+    it('a long target on the second request of a kept-alive connection, in 1000-byte writes → 200 then 414', async () => {
+      up.reset()
+      const c = await connect(px.url)
+      c.socket.write(`GET /first HTTP/1.1\r\n${H}\r\n`)
+      assert.ok(await c.until((t) => responses(t).length === 1, 3000))
+      await writeInPieces(
+        {
+          ...c,
+          text: () => (responses(c.text()).length > 1 ? 'answered' : ''),
+        },
+        longTarget,
+        1000,
+      )
+      await c.closed(5000)
+      c.socket.destroy()
+      const rs = responses(c.text())
+      assert.equal(rs[0]?.status, 200)
+      assertJsonError(rs[1], 414, 'ERR_URL_TOO_LONG')
+      assert.deepEqual(
+        up.requests.map((r) => r.url),
+        ['/first'],
+      )
+    })
+
+    it('a big header after a request pipelined in the same packet, in 1000-byte writes → 200 then 431', async () => {
+      up.reset()
+      const c = await connect(px.url)
+      const bytes = `GET /first HTTP/1.1\r\n${H}\r\n${bigAuth}`
+      await writeInPieces(
+        {
+          ...c,
+          text: () => (responses(c.text()).length > 1 ? 'answered' : ''),
+        },
+        bytes,
+        1000,
+      )
+      await c.closed(5000)
+      c.socket.destroy()
+      const rs = responses(c.text())
+      assert.equal(rs[0]?.status, 200)
+      assertJsonError(rs[1], 431, 'ERR_HEADERS_TOO_LARGE')
+      assert.deepEqual(
+        up.requests.map((r) => r.url),
+        ['/first'],
+      )
+    })
+  })
+}
