@@ -72,6 +72,9 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       headers: leaf('duration', 10 * SECOND, 'Time to receive a request’s complete headers (408 beyond).', { min: 100, max: 600_000 }),
       body: leaf('duration', 30 * SECOND, 'Longest pause between two chunks of a request body (408 beyond; 0s: none).', { min: 0, max: 86_400_000 }),
       keepAlive: leaf('duration', 5 * SECOND, 'How long an idle keep-alive connection stays open.', { min: 100, max: 600_000 }),
+      minBodyRate: leaf('size', 1024, 'Slowest request-body rate accepted, in bytes per second, averaged over each bodyRateWindow once bodyRateGrace is over (408 below; 0: no minimum). Time the body waits on a slow upstream does not count.', { min: 0, max: 1024 * 1024 * 1024 }),
+      bodyRateWindow: leaf('duration', 10 * SECOND, 'Window over which minBodyRate is averaged.', { min: 100, max: 600_000 }),
+      bodyRateGrace: leaf('duration', 10 * SECOND, 'Time from the start of a request body before minBodyRate applies.', { min: 0, max: 600_000 }),
     }),
   }),
   tls: group('TLS for both listeners (TLS 1.2+ with AEAD, forward-secret suites only).', {

@@ -17,7 +17,7 @@ export interface Config {
     readonly address: string
     readonly port: number
     /** Slow-client limits, in ms (body 0: none). */
-    readonly timeouts: { readonly headers: number; readonly body: number; readonly keepAlive: number }
+    readonly timeouts: { readonly headers: number; readonly body: number; readonly keepAlive: number; readonly minBodyRate: number; readonly bodyRateWindow: number; readonly bodyRateGrace: number }
   }
   readonly admin: { readonly enabled: boolean; readonly address: string; readonly port: number; readonly bodyTimeout: number }
   readonly tls: {
@@ -132,9 +132,9 @@ export interface Config {
     readonly authMethod: string
     readonly requestId: string
     readonly passAuthorization: boolean
-  }
     /** Header names and prefixes (`x-remote-*`) removed from client requests (docs/configuration.md). */
     readonly strip: readonly string[]
+  }
 }
 
 /** One more OIDC issuer; unset fields inherit from `authentication.oidc`. */

@@ -22,6 +22,7 @@ import { clientKey } from '../auth/throttle.ts'
 import { upstreamHeaders } from '../http/headers.ts'
 import { asGatehouseError, sendError, sendJson } from '../http/respond.ts'
 import { parseTarget } from '../http/target.ts'
+import { watchBodyRate, type BodyRate } from '../http/bodyRate.ts'
 import { refuseUnforwardable } from '../http/methods.ts'
 // The decisions `gatehouse explain` shares with this handler.
 import { authorize, checkUrlLength, classifyRequest, WELL_KNOWN_CLASS } from './decide.ts'
@@ -115,6 +116,9 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     refuseUnforwardable(method)
     // HTTP/1.1 only: an HTTP/2 stream shares its session's socket, which is not ours to time out.
     if (rt.limits.bodyIdleMs > 0 && req.httpVersionMajor === 1 && !req.complete && requestHasBody(req)) guardBody(ctx, rt.limits.bodyIdleMs)
+    // A minimum receive rate, HTTP/1.1 and HTTP/2 alike: a drip that never pauses long enough for
+    // the idle timeout still ends.
+    if (rt.limits.bodyRate.minBytesPerSecond > 0 && !req.complete && requestHasBody(req)) guardBodyRate(ctx, rt.limits.bodyRate)
     // 2 · target
     const target = parseTarget(url)
     ctx.path = target.path
@@ -200,6 +204,34 @@ function checkHead(req: IncomingMessage, limits: Runtime['limits']): void {
     if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) throw new GatehouseError('ERR_BAD_REQUEST', { detail: 'Transfer-Encoding in an HTTP/1.0 request', headers: CLOSE })
     if (te.trim().toLowerCase() !== 'chunked') throw new GatehouseError('ERR_UNSUPPORTED_TRANSFER_CODING', { detail: 'transfer coding other than chunked', headers: CLOSE })
   }
+}
+
+/**
+ * Minimum body rate (`listen.timeouts.minBodyRate`): a body that arrives slower than the rate
+ * gets 408 (if nothing was answered yet) and the upstream exchange is aborted, so a drip never
+ * completes upstream; time the body waits on the upstream (backpressure) is not counted.
+ */
+function guardBodyRate(ctx: RequestContext, rate: BodyRate): void {
+  const { req, res } = ctx
+  const socket = req.socket
+  const stop = watchBodyRate(req, rate, (detail) => {
+    if (req.complete) return
+    ctx.reason = 'ERR_REQUEST_TIMEOUT'
+    ctx.abortUpstream?.()
+    const answered = res.headersSent
+    if (!answered) sendError(ctx, new GatehouseError('ERR_REQUEST_TIMEOUT', { detail }))
+    if (req.httpVersionMajor === 1) {
+      if (answered) socket.destroy()
+      else socket.destroySoon()
+      return
+    }
+    // HTTP/2: end this stream only, never the connection it shares with other streams. With
+    // NO_ERROR Node sends RST_STREAM once the answer is flushed (RFC 9113 §8.1: the rest of the
+    // body is not needed).
+    const stream = (req as unknown as { stream: { close(code: number): void } }).stream
+    stream.close(0)
+  })
+  res.once('close', stop)
 }
 
 /**

@@ -10,6 +10,7 @@ import type { AdminList } from '../authz/adminlist.ts'
 import type { Profile } from '../authz/profiles.ts'
 import type { Config } from '../config/types.ts'
 import type { HeaderPolicy } from '../http/headers.ts'
+import type { BodyRate } from '../http/bodyRate.ts'
 
 /** Everything a request needs, compiled. */
 export interface Runtime {
@@ -31,5 +32,12 @@ export interface Runtime {
   readonly trustedProxies: BlockList | undefined
   /** Lower-cased request-id header name. */
   readonly requestIdHeader: string
-  readonly limits: { readonly maxUrlBytes: number; readonly maxHeaderFields: number; readonly maxHeaderBytes: number; readonly bodyIdleMs: number }
+  readonly limits: {
+    readonly maxUrlBytes: number
+    readonly maxHeaderFields: number
+    readonly maxHeaderBytes: number
+    readonly bodyIdleMs: number
+    /** listen.timeouts.minBodyRate and its window and grace. */
+    readonly bodyRate: BodyRate
+  }
 }

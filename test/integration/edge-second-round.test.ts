@@ -8,7 +8,8 @@
  * that gatehouse closed the connection, and what the upstream received (nothing).
  */
 import assert from 'node:assert/strict'
-import net from 'node:net'
+import http from 'node:http'
+import net, { type AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
 import { h2connect, h2request } from '../helpers/h2.ts'
@@ -408,3 +409,137 @@ for (const h2 of [true, false]) {
     })
   })
 }
+
+// --- slow bodies: a minimum receive rate -----------------------------------------------------------
+
+describe('(listen.timeouts.minBodyRate) a body that drips below the rate is cut; a slow steady one passes', () => {
+  let up: RecordingUpstream
+  let px: TestProxy
+  const RATE_YAML = 'listen:\n  timeouts:\n    minBodyRate: 1000\n    bodyRateWindow: 1s\n    bodyRateGrace: 500ms\n'
+
+  before(async () => {
+    usedSecrets.add(KEY)
+    up = await startUpstream()
+    // The idle timeout stays at its default (30 s): only the rate can end these drips.
+    px = await startProxy({ env: ENV(up), yaml: RATE_YAML })
+  })
+  after(async () => {
+    await px?.stop()
+    await up?.close()
+    assertNoSecretsInLogs(px?.logs ?? [])
+  })
+
+  const drips: [string, string, string][] = [
+    ['Content-Length', '/drip', 'Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n'],
+    ['chunked', '/drip-chunked', 'Transfer-Encoding: chunked\r\n\r\n'],
+  ]
+  for (const [framing, target, rest] of drips) {
+    it(`a 1 byte / 400 ms drip (${framing}) → 408 ERR_REQUEST_TIMEOUT within ~1.5 s, connection closed, the upstream request aborted`, async () => {
+      up.reset()
+      const c = await connect(px.url)
+      c.socket.write(`POST ${target} HTTP/1.1\r\n${H}${rest}`)
+      const t0 = performance.now()
+      const tick = setInterval(() => {
+        if (c.closedAt() === undefined) c.socket.write(framing === 'chunked' ? '1\r\nd\r\n' : 'd')
+      }, 400)
+      try {
+        const at = await c.closed(6000)
+        assert.ok(at !== undefined, 'the drip was still connected 6 s later')
+        const ms = at - t0
+        assert.ok(ms >= 1000 && ms < 4000, `cut after ${Math.round(ms)} ms`)
+      } finally {
+        clearInterval(tick)
+        c.socket.destroy()
+      }
+      assertJsonError(responses(c.text())[0], 408, 'ERR_REQUEST_TIMEOUT')
+      const settled = async (): Promise<boolean> => {
+        for (let i = 0; i < 100 && !up.requests.every((r) => r.aborted); i++) await sleep(20)
+        return up.requests.every((r) => r.aborted)
+      }
+      assert.ok(await settled(), `upstream: ${JSON.stringify(up.requests.map((r) => ({ complete: r.complete, aborted: r.aborted })))}`)
+      for (const r of up.requests) assert.equal(r.complete, false, 'the upstream received a complete request')
+      assert.ok(px.logs.some((l) => l.includes('"ERR_REQUEST_TIMEOUT"')), 'the access line names the reason')
+    })
+  }
+
+  it('a steady slow upload above the rate (about 2000 bytes/s for 3 s) → 200 with the whole body at the upstream', async () => {
+    up.reset()
+    const c = await connect(px.url)
+    const TOTAL = 6000
+    c.socket.write(`POST /steady HTTP/1.1\r\n${H}Content-Type: application/octet-stream\r\nContent-Length: ${TOTAL}\r\nConnection: close\r\n\r\n`)
+    for (let sent = 0; sent < TOTAL; sent += 200) {
+      c.socket.write('s'.repeat(200))
+      await sleep(100)
+    }
+    await c.closed(5000)
+    c.socket.destroy()
+    assert.equal(responses(c.text())[0]?.status, 200, c.text().slice(0, 300))
+    assert.equal(up.requests.length, 1)
+    assert.equal(up.requests[0]?.bodyBytes, TOTAL)
+    assert.equal(up.requests[0]?.complete, true)
+  })
+
+  it('HTTP/2 (h2c): a dripping stream gets 408 and only that stream ends; another stream on the same connection still answers 200', async () => {
+    up.reset()
+    const s = await h2connect(px.url)
+    try {
+      const req = s.request({ ':method': 'POST', ':path': '/h2-drip', authorization: `Bearer ${KEY}`, 'content-type': 'application/octet-stream' })
+      req.on('error', () => {})
+      let status = 0
+      let body = ''
+      req.on('response', (h) => (status = Number(h[':status'])))
+      req.on('data', (d: Buffer) => (body += d.toString('utf8')))
+      const t0 = performance.now()
+      const tick = setInterval(() => {
+        if (!req.closed && !req.destroyed) req.write('d')
+      }, 400)
+      const closed = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), 6000)
+        req.once('close', () => {
+          clearTimeout(t)
+          resolve(true)
+        })
+      })
+      clearInterval(tick)
+      assert.ok(closed, `the dripping stream was still open 6 s later (status ${status}, ${body}, ${req.closed}, ${req.rstCode})`)
+      const ms = performance.now() - t0
+      assert.ok(ms >= 1000 && ms < 4000, `cut after ${Math.round(ms)} ms`)
+      assert.equal(status, 408, body)
+      assert.equal((JSON.parse(body) as { reason: string }).reason, 'ERR_REQUEST_TIMEOUT')
+      assert.equal(s.closed || s.destroyed, false, 'the connection survived')
+      const r = await h2request(s, { ':path': '/h2-after', authorization: `Bearer ${KEY}` })
+      assert.equal(r.status, 200)
+    } finally {
+      s.close()
+    }
+    await sleep(100)
+    const drip = up.requests.find((r) => r.url === '/h2-drip')
+    if (drip !== undefined) assert.equal(drip.complete, false, 'the dripped body never completed upstream')
+  })
+})
+
+describe('(listen.timeouts.minBodyRate) blames only the client: upstream backpressure is not a slow body', () => {
+  it('an upstream that stops reading for 2.5 s does not turn an 8 MiB upload into a 408 (rate 1000 bytes/s, window 500 ms, grace 200 ms)', async () => {
+    let received = 0
+    const slowReader = http.createServer((req, res) => {
+      req.pause()
+      setTimeout(() => {
+        req.on('data', (c: Buffer) => (received += c.length))
+        req.on('end', () => res.end('ok'))
+        req.resume()
+      }, 2500)
+    })
+    await new Promise<void>((r) => slowReader.listen(0, '127.0.0.1', r))
+    const port = (slowReader.address() as AddressInfo).port
+    const gh = await startProxy({ yaml: `tls:\n  enabled: false\nlisten:\n  timeouts:\n    minBodyRate: 1000\n    bodyRateWindow: 500ms\n    bodyRateGrace: 200ms\nupstream:\n  url: http://127.0.0.1:${port}\n` })
+    try {
+      const SIZE = 8 * 1024 * 1024
+      const r = await gh.request('/upload', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(SIZE, 7) })
+      assert.equal(r.status, 200, r.text)
+      assert.equal(received, SIZE)
+    } finally {
+      await gh.stop()
+      await new Promise<void>((r) => slowReader.close(() => r()))
+    }
+  })
+})
