@@ -18,15 +18,11 @@ import { readKeysFile } from './config/keys.ts'
 import type { Config, SecretRef } from './config/types.ts'
 import { trustedProxyList } from './config/validate.ts'
 import type { Runtime } from './pipeline/runtime.ts'
+import { anonymousEnabled } from './config/anonymous.ts'
 
 export type { Runtime } from './pipeline/runtime.ts'
 
-/** Effective anonymous policy (W3): on when no method is enabled; else only when explicitly on. */
-export function anonymousEnabled(c: Config): boolean {
-  const a = c.authentication
-  const any = a.apikey.enabled || a.oidc.enabled || a.local.enabled
-  return any ? a.anonymous.enabled === true : true
-}
+export { anonymousEnabled }
 
 /** Compile the request-time objects (no forwarder; see `createForwarder`). */
 export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifier> = new Map(), previous?: Runtime): Runtime {

@@ -11,8 +11,7 @@
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, accessSync, chmodSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import * as tls from 'node:tls'
-import type * as Undici from 'undici'
+import { exchange } from './adminHttp.ts'
 import { writeFileAtomic } from '../store/atomic.ts'
 
 /** The default admin API address (SPEC §2). */
@@ -327,7 +326,6 @@ export class AdminClient {
   private readonly home: string
   private readonly pathGiven: boolean
   private readonly ca: string[] | undefined
-  private agent: Undici.Agent | undefined
   private tokens: TokenFile | undefined
 
   constructor(opts: ClientOptions = {}) {
@@ -344,10 +342,9 @@ export class AdminClient {
         if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new AdminError(`the CA file ${f} holds no PEM certificate; pass --ca FILE with the PEM certificate of the CA that issued the server's certificate`)
         return pem
       })
-      // In addition to the default CAs (never instead of verification). Node ≥ 22.15 can list
-      // them including NODE_EXTRA_CA_CERTS; older versions know only the bundled roots.
-      const getCa = (tls as { getCACertificates?: (kind: string) => string[] }).getCACertificates
-      ca = [...(typeof getCa === 'function' ? getCa('default') : tls.rootCertificates), ...pems]
+      // In addition to the default CAs (never instead of verification): adminHttp.ts adds them
+      // to Node's default store, NODE_EXTRA_CA_CERTS included.
+      ca = pems
     }
     this.ca = ca
   }
@@ -357,10 +354,8 @@ export class AdminClient {
     return this.base.origin
   }
 
-  /** Release the connection pool. */
-  async close(): Promise<void> {
-    await this.agent?.close()
-  }
+  /** Nothing to release: every exchange closes its own connection (adminHttp.ts). */
+  async close(): Promise<void> {}
 
   /** The hint for "you need a token". */
   loginHint(): string {
@@ -459,18 +454,16 @@ export class AdminClient {
       payload = JSON.stringify(body)
       headers['content-type'] = 'application/json'
     }
-    const { Agent, request } = await loadUndici()
-    // allowPartialTrustChain: a server certificate given as a trust file (served.crt after
+    // partialChain: a server certificate given as a trust file (served.crt after
     // `security tls set`, or --ca with the leaf itself) is a trust anchor, as curl treats it.
     // Verification stays on; only the chain may end at a certificate the user chose to trust.
-    this.agent ??= new Agent({ connect: { ...(this.ca === undefined ? {} : { ca: this.ca, allowPartialTrustChain: true }), rejectUnauthorized: true, timeout: 10_000 }, headersTimeout: 30_000, bodyTimeout: 30_000 })
     let res
     try {
-      res = await request(url, { method: method as 'GET', headers, body: payload, dispatcher: this.agent })
+      res = await exchange(url, { method, headers, body: payload, extraCa: this.ca, partialChain: this.ca !== undefined, connectTimeoutMs: 10_000, timeoutMs: 30_000, maxBytes: 16 * 1024 * 1024 })
     } catch (e) {
       throw new AdminError(describeConnectError(e, this.base, this.trust))
     }
-    const text = await res.body.text()
+    const text = res.text
     let json: unknown
     try {
       json = text === '' ? undefined : JSON.parse(text)
@@ -509,16 +502,6 @@ export function tokenUser(token: string): string | undefined {
     if (typeof x === 'string' && x !== '') return x
   }
   return undefined
-}
-
-let undici: Promise<typeof Undici> | undefined
-
-/** undici, loaded on the first request so --help and usage errors start fast. */
-function loadUndici(): Promise<typeof Undici> {
-  if (undici === undefined) {
-    undici = import('undici')
-  }
-  return undici
 }
 
 /** Accept `data` as an object or (Weka's documented example) a one-element array. */

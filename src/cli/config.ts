@@ -1,6 +1,6 @@
 /** `gatehouse config check` and `gatehouse config print`. */
 import path from 'node:path'
-import { anonymousEnabled } from '../compose.ts'
+import { anonymousEnabled } from '../config/anonymous.ts'
 import { leaves } from '../config/schema.ts'
 import type { Source } from '../config/types.ts'
 import { formatDuration } from '../config/units.ts'

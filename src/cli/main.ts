@@ -1,13 +1,15 @@
 /**
  * The `gatehouse` command line. Each command parses its own flags with node:util parseArgs;
- * errors print one clear line on stderr with a non-zero exit code. The modules of serve,
- * config, apikey and explain are loaded when their command runs, so the admin commands (often
- * run in scripts) do not pay for the server and configuration code.
+ * errors print one clear line on stderr with a non-zero exit code.
+ *
+ * Start-up time is part of the interface (scripts call the CLI in loops; docs/benchmarks.md,
+ * "CLI start-up"): a command loads only its own modules. The modules of serve, config, apikey
+ * and explain are loaded when their command runs, so the admin commands do not pay for the
+ * server, YAML and configuration code; the admin commands' table (user, security: HTTP, TLS,
+ * readline) is loaded only for `user …` and `security …`, so the local commands and --help do
+ * not pay for it either.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { redactSecrets } from './adminClient.ts'
-import { SECURITY_COMMANDS } from './security.ts'
-import { USER_COMMANDS } from './user.ts'
 
 const USAGE = `gatehouse — an OIDC-aware reverse proxy
 
@@ -50,7 +52,7 @@ interface Command {
 
 const configOpt = { config: { type: 'string', short: 'c' } } as const
 
-const COMMANDS: Record<string, Command> = {
+const LOCAL_COMMANDS: Record<string, Command> = {
   serve: {
     usage: 'gatehouse serve [--config FILE]\n\nRun the proxy: the data listener (default 8443) and the admin listener (default 14000).',
     options: configOpt,
@@ -88,8 +90,13 @@ const COMMANDS: Record<string, Command> = {
     },
     run: async (v) => (await import('./explain.ts')).explain(v),
   },
-  ...USER_COMMANDS,
-  ...SECURITY_COMMANDS,
+}
+
+/** The command table for `argv[0]`, and how its errors are redacted. */
+async function commandsFor(first: string | undefined): Promise<{ commands: Record<string, Command>; redact: (text: string) => string }> {
+  if (first !== 'user' && first !== 'security') return { commands: LOCAL_COMMANDS, redact: (t) => t }
+  const [{ USER_COMMANDS }, { SECURITY_COMMANDS }, { redactSecrets }] = await Promise.all([import('./user.ts'), import('./security.ts'), import('./adminClient.ts')])
+  return { commands: { ...LOCAL_COMMANDS, ...USER_COMMANDS, ...SECURITY_COMMANDS }, redact: redactSecrets }
 }
 
 /** Run the CLI; returns the exit code. */
@@ -102,19 +109,20 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${await version()}\n`)
     return 0
   }
+  const { commands, redact } = await commandsFor(argv[0])
   // Commands are one to three words ('serve', 'user login', 'security tls set'): longest match wins.
-  const name = [3, 2, 1].map((n) => argv.slice(0, n).join(' ')).find((k) => COMMANDS[k] !== undefined) ?? (argv[0] as string)
-  const cmd = COMMANDS[name]
+  const name = [3, 2, 1].map((n) => argv.slice(0, n).join(' ')).find((k) => commands[k] !== undefined) ?? (argv[0] as string)
+  const cmd = commands[name]
   if (cmd === undefined) {
     // A group ('user', 'security tls'): list its commands (exit 0 for --help, else 2).
-    const prefix = [2, 1].map((n) => argv.slice(0, n).filter((a) => !a.startsWith('-')).join(' ')).find((p) => p !== '' && Object.keys(COMMANDS).some((k) => k.startsWith(`${p} `)))
+    const prefix = [2, 1].map((n) => argv.slice(0, n).filter((a) => !a.startsWith('-')).join(' ')).find((p) => p !== '' && Object.keys(commands).some((k) => k.startsWith(`${p} `)))
     if (prefix === undefined) {
       process.stderr.write(`gatehouse: unknown command '${argv[0]}'; run gatehouse --help\n`)
       return 2
     }
-    const group = Object.keys(COMMANDS).filter((k) => k.startsWith(`${prefix} `))
+    const group = Object.keys(commands).filter((k) => k.startsWith(`${prefix} `))
     if (argv.includes('--help') || argv.includes('-h')) {
-      process.stdout.write(`Commands of gatehouse ${prefix} (each takes --help):\n${group.map((g) => `  ${COMMANDS[g]?.usage.split('\n')[0] ?? `gatehouse ${g}`}\n`).join('')}`)
+      process.stdout.write(`Commands of gatehouse ${prefix} (each takes --help):\n${group.map((g) => `  ${commands[g]?.usage.split('\n')[0] ?? `gatehouse ${g}`}\n`).join('')}`)
       return 0
     }
     const typed = argv.slice(0, prefix.split(' ').length + 1).join(' ')
@@ -131,7 +139,7 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(values as Record<string, string | boolean | string[] | undefined>, positionals)
   } catch (e) {
     // Tokens and passwords the admin commands handled never reach the terminal.
-    const msg = redactSecrets(e instanceof Error ? e.message : String(e))
+    const msg = redact(e instanceof Error ? e.message : String(e))
     if ((e instanceof Error && e.name === 'UsageError') || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       process.stderr.write(`gatehouse ${name}: ${msg}; see gatehouse ${name} --help\n`)
       return 2
