@@ -16,6 +16,7 @@ import type { Principal } from '../http/principal.ts'
 import type { Runtime } from './runtime.ts'
 import { GatehouseError, type ErrorCode } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
+import { clientKey } from '../auth/throttle.ts'
 import type { GrpcUpstream } from '../upstream/grpc.ts'
 import { authenticate } from './authenticate.ts'
 import type { ServeState } from './handler.ts'
@@ -98,6 +99,8 @@ export function createGrpcHandler(deps: GrpcDeps): (call: GrpcCall) => void {
     const { runtime: rt, grpc } = deps.live()
     const { stream, headers } = call
     const start = process.hrtime.bigint()
+    // Read now: the session's socket may be gone by the time the access line is written.
+    const client = clientKey(stream.session?.socket?.remoteAddress, headers['x-forwarded-for'], rt.trustedProxies)
     const given = headers[rt.config.identityHeaders.requestId.toLowerCase()]
     const requestId = typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID()
     const path = String(headers[':path'] ?? '')
@@ -125,6 +128,7 @@ export function createGrpcHandler(deps: GrpcDeps): (call: GrpcCall) => void {
         detail,
         upstreamStatus: upstreamSeen ? 200 : undefined,
         aborted: grpcStatus === undefined ? true : undefined,
+        client,
       })
     })
     // A client that goes away mid-call must not keep the upstream stream (or our buffers) alive.

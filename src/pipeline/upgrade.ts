@@ -24,6 +24,7 @@ import type { Principal } from '../http/principal.ts'
 import type { Runtime } from './runtime.ts'
 import { errorBody, GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
+import { clientKey } from '../auth/throttle.ts'
 import { requestHasBody, translate } from '../upstream/forward.ts'
 import { HOP_BY_HOP } from '../http/hop.ts'
 import type { OutboundTrust } from '../upstream/trust.ts'
@@ -82,6 +83,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     }
     const { runtime: rt } = deps.live()
     const start = process.hrtime.bigint()
+    // Read now: a destroyed socket no longer knows its peer when the access line is written.
+    const client = clientKey(req.socket.remoteAddress, req.headers['x-forwarded-for'], rt.trustedProxies)
     const given = req.headers[rt.config.identityHeaders.requestId.toLowerCase()]
     const requestId = typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID()
     let path: string | undefined
@@ -109,6 +112,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         detail,
         upstreamStatus,
         aborted: undefined,
+        client,
       })
     })
 

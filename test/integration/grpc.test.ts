@@ -190,6 +190,8 @@ describe('gRPC through the data listener (TLS, ALPN h2) and the gRPC listener', 
     await new Promise((r) => setTimeout(r, 50))
     const lines = p.logs.filter((l) => l.includes('"grpc-log-')).map((l) => JSON.parse(l) as Record<string, unknown>)
     assert.equal(lines.length, 2)
+    // The client address the throttle keys on, as on HTTP/1.1 and HTTP/2 access lines.
+    assert.deepEqual(lines.map((l) => l.client), ['127.0.0.1', '127.0.0.1'])
     assert.deepEqual(
       lines.map((l) => [l.method, l.path, l.user, l.status, l.reason]),
       [

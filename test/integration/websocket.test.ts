@@ -151,6 +151,10 @@ describe('WebSocket through gatehouse', () => {
     const body = JSON.parse(r.text) as { reason: string; requestId: string }
     assert.equal(body.reason, 'ERR_UNAUTHENTICATED')
     assert.equal(body.requestId, r.headers['x-request-id'])
+    // The access line of the refused upgrade says from where it came (the throttle's key).
+    await new Promise((res) => setTimeout(res, 50))
+    const line = p.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.requestId === body.requestId && l.status === 401)
+    assert.equal(line?.client, '127.0.0.1', JSON.stringify(line))
     // and with the ws client: the connection fails
     const ws = new WebSocket(`${p.url.replace('https', 'wss')}/ws/echo`, { ca: p.ca })
     const status = await new Promise<number>((resolve) => ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)))
