@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml'
+import { createRequire } from 'node:module'
+import type * as Yaml from 'yaml'
+import type { Document, LineCounter, Node as YamlNode } from 'yaml'
 import { leafAt, leaves, SCHEMA, type Group, type Leaf } from './schema.ts'
 import type { Config, Problem, SecretRef, Source } from './types.ts'
 import { parseDuration, parseSize } from './units.ts'
@@ -78,6 +80,14 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
   return { config: problems.length === 0 ? config : undefined, problems, warnings, sources, values }
 }
 
+// The YAML parser is loaded when a file is read, not with this module: an environment-only
+// configuration (and `config check` without a file) does not pay its ~40 ms of start-up
+// (docs/benchmarks.md, "CLI start-up").
+let yamlModule: typeof Yaml | undefined
+function yaml(): typeof Yaml {
+  return (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml)
+}
+
 function readYaml(file: string, explicit: boolean, values: Map<string, unknown>, sources: Map<string, Source>, problems: Problem[]): void {
   let text: string
   try {
@@ -93,6 +103,7 @@ function readYaml(file: string, explicit: boolean, values: Map<string, unknown>,
     })
     return
   }
+  const { isMap, isScalar, LineCounter, parseDocument } = yaml()
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false })
   const lineOf = (n: YamlNode | null | undefined): number => (n?.range ? lineCounter.linePos(n.range[0]).line : 1)
@@ -123,6 +134,7 @@ function readYaml(file: string, explicit: boolean, values: Map<string, unknown>,
  * put it, kept within the file.
  */
 function yamlErrorPosition(text: string, doc: Document, offset: number, lineCounter: LineCounter): { line: number; col: number; unclosed: boolean } {
+  const { isMap, isScalar, isSeq, visit } = yaml()
   const end = text.trimEnd().length
   if (offset >= end) {
     // The construct still open at the end of the file: the latest-starting quoted scalar or flow
@@ -151,6 +163,7 @@ function walkGroup(
   sources: Map<string, Source>,
   problems: Problem[],
 ): void {
+  const { isMap, isScalar, isSeq } = yaml()
   if (!isMap(node)) {
     problems.push({ path: prefix, source: { kind: 'file', file, line: lineOf(node) }, value: undefined, message: 'expected a mapping of keys', remedy: `write ${prefix}: followed by indented keys (${Object.keys(group.children).join(', ')})` })
     return
