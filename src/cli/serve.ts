@@ -13,7 +13,7 @@ import { writeNewKeysFile } from '../config/keys.ts'
 import type { Config } from '../config/types.ts'
 import { LocalIssuer } from '../issuer/localIssuer.ts'
 import { createLogger, flushLogs, type Logger } from '../log.ts'
-import { startServer } from '../server/serve.ts'
+import { startServer, type RunningServer } from '../server/serve.ts'
 import { ensureSelfSignedCertificate } from '../tls/selfsigned.ts'
 import { FileStore } from '../store/fileStore.ts'
 import { IpcStore, serveStore } from '../store/ipcStore.ts'
@@ -52,20 +52,22 @@ export async function serve(configPath: string | undefined): Promise<number> {
     throw e
   }
   const a = c.authentication
-  logger.info(
-    {
-      data: server.dataUrl,
-      admin: server.adminUrl,
-      upstream: c.upstream.url,
-      profile: c.upstream.profile,
-      methods: [a.apikey.enabled && 'apikey', a.oidc.enabled && 'oidc', a.local.enabled && 'local'].filter(Boolean),
-      anonymous: anonymousEnabled(c),
-      adminlist: c.authorization.adminlist.enabled,
-      config: c.configFile,
-      ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}),
-    },
-    'gatehouse is ready',
-  )
+  const facts = {
+    data: server.dataUrl,
+    admin: server.adminUrl,
+    ...(server.grpcUrl === undefined ? {} : { grpc: server.grpcUrl }),
+    upstream: c.upstream.url,
+    profile: c.upstream.profile,
+    methods: [a.apikey.enabled && 'apikey', a.oidc.enabled && 'oidc', a.local.enabled && 'local'].filter(Boolean),
+    anonymous: anonymousEnabled(c),
+    adminlist: c.authorization.adminlist.enabled,
+    config: c.configFile,
+    ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}),
+  }
+  // Bound is not ready: "ready" is logged only when /readyz answers 200 (an OIDC issuer's keys
+  // may still be missing), so a log watcher and the probe never disagree.
+  logger.info(facts, 'gatehouse is listening')
+  const stopAnnouncing = announceReady(server, logger, facts)
   if (server.cert?.selfSigned === true && !cluster.isWorker) {
     const cert = path.relative(process.cwd(), server.cert.certFile) || server.cert.certFile
     const keys = a.apikey.allowedKeysFile === undefined ? undefined : path.relative(process.cwd(), a.apikey.allowedKeysFile)
@@ -79,9 +81,49 @@ export async function serve(configPath: string | undefined): Promise<number> {
   process.off('SIGHUP', earlyHup)
   if (hupDuringStart) void running.reload()
   await untilSignal(logger, cluster.isWorker)
+  stopAnnouncing()
   await server.stop().catch((e: unknown) => logger.error({ error: String(e) }, 'error while stopping'))
   flushLogs(logger)
   return 0
+}
+
+/** How often the start-up log looks at readiness again while /readyz is 503. */
+const READY_POLL_MS = 250
+
+/**
+ * Log "gatehouse is ready" (with `facts`) once `/readyz` would answer 200. While it would not,
+ * warn once, naming what it waits for (an OIDC issuer, with its last error), and look again;
+ * a changed list is warned again. Returns a function that stops looking (on shutdown).
+ */
+function announceReady(server: RunningServer, logger: Logger, facts: Record<string, unknown>): () => void {
+  let timer: NodeJS.Timeout | undefined
+  let warned = ''
+  const look = (): void => {
+    timer = undefined
+    const missing = server.notReady()
+    if (missing.length === 0) {
+      logger.info(facts, 'gatehouse is ready')
+      return
+    }
+    const key = missing.map((m) => `${m.check}:${m.issuer ?? ''}`).join('|')
+    if (key !== warned) {
+      warned = key
+      const issuers = missing.filter((m) => m.check === 'oidc issuer')
+      logger.warn(
+        { waitingFor: missing, ...(facts.worker === undefined ? {} : { worker: facts.worker }) },
+        issuers.length > 0
+          ? `not ready yet: /readyz answers 503 until the keys of ${issuers.map((m) => m.issuer).join(', ')} are loaded (retrying with backoff; check that the issuer is reachable). API keys and local tokens work meanwhile; JWTs of that issuer get 503`
+          : `not ready yet: /readyz answers 503 (waiting for ${missing.map((m) => m.check).join(', ')})`,
+      )
+    }
+    timer = setTimeout(look, READY_POLL_MS)
+    timer.unref()
+  }
+  look()
+  return () => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+  }
 }
 
 /** Resolve on the first SIGTERM/SIGINT (later ones are ignored: the drain is already running). */

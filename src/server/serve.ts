@@ -46,6 +46,17 @@ export interface RunningServer {
   stop(graceMs?: number): Promise<void>
   /** Reload the configuration file (SIGHUP); a bad one is rejected and the old one keeps serving. */
   reload(): Promise<ReloadResult>
+  /** What the admin listener's `/readyz` is waiting for now (the same checks); empty when it answers 200. */
+  notReady(): readonly NotReady[]
+}
+
+/** One unmet readiness check of `/readyz`. */
+export interface NotReady {
+  readonly check: 'listeners' | 'state' | 'draining' | 'oidc issuer'
+  /** The issuer whose keys are missing (`oidc issuer`). */
+  readonly issuer?: string
+  /** Why its last fetch failed, when it did. */
+  readonly lastError?: string
 }
 
 /** The outcome of a reload. */
@@ -308,7 +319,17 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     return stopping
   }
 
-  return { dataUrl, adminUrl, grpcUrl: grpcListenerUrl, state, cert: certs?.fileSource, stop, reload }
+  // The checks of /readyz (admin/api.ts), for the start-up log: "ready" only once they all pass.
+  const notReady = (): NotReady[] => {
+    const out: NotReady[] = []
+    if (!readiness.listeners) out.push({ check: 'listeners' })
+    if (!readiness.state) out.push({ check: 'state' })
+    if (state.draining) out.push({ check: 'draining' })
+    for (const i of readiness.issuers()) if (!i.ready) out.push({ check: 'oidc issuer', issuer: i.issuer, ...(i.lastError === undefined ? {} : { lastError: i.lastError }) })
+    return out
+  }
+
+  return { dataUrl, adminUrl, grpcUrl: grpcListenerUrl, state, cert: certs?.fileSource, stop, reload, notReady }
 }
 
 /** Files whose change triggers a reload when `reload.watch` is on. */

@@ -31,8 +31,12 @@ export interface ServeProcess {
   exited: Promise<number | null>
 }
 
-/** Start `gatehouse serve` and wait for its "gatehouse is ready" line. */
-export async function startServe(env: Record<string, string>, opts: { cwd?: string; args?: string[] } = {}): Promise<ServeProcess> {
+/**
+ * Start `gatehouse serve` and wait for its "gatehouse is ready" line (with `until: 'listening'`,
+ * for its "gatehouse is listening" line: bound, but /readyz may still be 503).
+ */
+export async function startServe(env: Record<string, string>, opts: { cwd?: string; args?: string[]; until?: 'ready' | 'listening' } = {}): Promise<ServeProcess> {
+  const awaited = `"gatehouse is ${opts.until ?? 'ready'}"`
   const child = spawn(process.execPath, [BIN, 'serve', ...(opts.args ?? [])], { env: baseEnv({ GATEHOUSE_PORT: '0', GATEHOUSE_ADMIN_PORT: '0', GATEHOUSE_LISTEN_ADDRESS: '127.0.0.1', GATEHOUSE_ADMIN_ADDRESS: '127.0.0.1', ...env }), cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   const stdout: string[] = []
   const stderr: string[] = []
@@ -47,7 +51,7 @@ export async function startServe(env: Record<string, string>, opts: { cwd?: stri
         const line = buf.slice(0, i)
         buf = buf.slice(i + 1)
         stdout.push(line)
-        if (line.includes('"gatehouse is ready"')) {
+        if (line.includes(awaited)) {
           clearTimeout(t)
           const j = JSON.parse(line) as { data: string; admin: string }
           resolve({ data: j.data, admin: j.admin })

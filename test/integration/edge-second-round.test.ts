@@ -8,11 +8,16 @@
  * that gatehouse closed the connection, and what the upstream received (nothing).
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
+import { startServe, type ServeProcess } from '../helpers/cli.ts'
 import { h2connect, h2request } from '../helpers/h2.ts'
+import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
@@ -541,5 +546,95 @@ describe('(listen.timeouts.minBodyRate) blames only the client: upstream backpre
       await gh.stop()
       await new Promise<void>((r) => slowReader.close(() => r()))
     }
+  })
+})
+
+// --- the start-up log and /readyz ------------------------------------------------------------------
+
+describe('start-up log (real binary): "gatehouse is ready" only once /readyz answers 200', () => {
+  let issuer: TestIssuer
+  let up: RecordingUpstream
+  let dir: string
+  let gh: ServeProcess
+  const API_KEY = 'edge-ready-apikey-4c8e21'
+
+  const get = async (url: string, headers: Record<string, string> = {}): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.get(url, { agent: false, headers }, (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode ?? 0))
+      })
+      req.on('error', reject)
+    })
+  const lines = (): { level: string; msg: string; [k: string]: unknown }[] =>
+    gh.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string; msg: string })
+
+  before(async () => {
+    usedSecrets.add(API_KEY)
+    issuer = await startIssuer()
+    issuer.faults.down = true
+    up = await startUpstream()
+    dir = mkdtempSync(path.join(tmpdir(), 'gh-edge-ready-'))
+    gh = await startServe(
+      {
+        GATEHOUSE_TLS_ENABLED: 'false',
+        GATEHOUSE_UPSTREAM_URL: up.url,
+        GATEHOUSE_STATE_DIR: path.join(dir, 'state'),
+        AUTHENTICATION_OIDC_ENABLED: 'true',
+        AUTHENTICATION_OIDC_ISSUER: issuer.url,
+        AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse',
+        AUTHENTICATION_OIDC_USERNAME_CLAIM: 'email',
+        AUTHENTICATION_APIKEY_ENABLED: 'true',
+        AUTHENTICATION_APIKEY_ALLOWED_KEYS: API_KEY,
+        AUTHENTICATION_APIKEY_USERS: 'ready-user',
+      },
+      { cwd: dir, until: 'listening' },
+    )
+  })
+  after(async () => {
+    if (gh?.child.exitCode === null) gh.child.kill('SIGTERM')
+    await gh?.exited
+    await up?.close()
+    await issuer?.stop()
+    rmSync(dir, { recursive: true, force: true })
+    assertNoSecretsInLogs([...(gh?.stdout ?? []), ...(gh?.stderr ?? [])])
+  })
+
+  it('issuer down: "listening" with the listeners, a warning naming the issuer, no "ready" while /readyz is 503; "ready" once the keys arrive and /readyz is 200', async () => {
+    const listening = lines().find((l) => l.msg === 'gatehouse is listening')
+    assert.ok(listening !== undefined)
+    assert.equal(listening.data, gh.dataUrl)
+    assert.equal(listening.admin, gh.adminUrl)
+    // The warning comes right after the listening line.
+    for (let i = 0; i < 50 && !lines().some((l) => l.level === 'warn' && /not ready/.test(l.msg)); i++) await sleep(20)
+    const warning = lines().find((l) => l.level === 'warn' && /not ready/.test(l.msg))
+    assert.ok(warning !== undefined, gh.stdout.join('\n'))
+    assert.ok(warning.msg.includes(issuer.url), warning.msg)
+    assert.deepEqual(
+      (warning.waitingFor as { check: string; issuer: string }[]).map((w) => [w.check, w.issuer]),
+      [['oidc issuer', issuer.url]],
+    )
+    await sleep(500)
+    assert.equal(await get(`${gh.adminUrl}/readyz`), 503)
+    assert.ok(!lines().some((l) => l.msg === 'gatehouse is ready'), 'logged "ready" while /readyz answers 503')
+    // API keys work meanwhile.
+    up.reset()
+    assert.equal(await get(`${gh.dataUrl}/meanwhile`, { authorization: `Bearer ${API_KEY}` }), 200)
+    assert.deepEqual(
+      up.requests.map((r) => r.url),
+      ['/meanwhile'],
+    )
+
+    issuer.faults.down = false
+    let ready: { level: string; msg: string; [k: string]: unknown } | undefined
+    for (let i = 0; i < 300 && ready === undefined; i++) {
+      await sleep(50)
+      ready = lines().find((l) => l.msg === 'gatehouse is ready')
+    }
+    assert.ok(ready !== undefined, `no "ready" line 15 s after the issuer came back:\n${gh.stdout.join('\n')}`)
+    assert.equal(ready.level, 'info')
+    assert.equal(ready.data, gh.dataUrl)
+    assert.equal(await get(`${gh.adminUrl}/readyz`), 200)
+    assert.equal(lines().filter((l) => l.msg === 'gatehouse is ready').length, 1, 'logged once')
   })
 })
