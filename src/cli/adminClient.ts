@@ -11,7 +11,6 @@
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, accessSync, chmodSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { exchange } from './adminHttp.ts'
 import { writeFileAtomic } from '../store/atomic.ts'
 
 /** The default admin API address (SPEC §2). */
@@ -457,6 +456,8 @@ export class AdminClient {
     // partialChain: a server certificate given as a trust file (served.crt after
     // `security tls set`, or --ca with the leaf itself) is a trust anchor, as curl treats it.
     // Verification stays on; only the chain may end at a certificate the user chose to trust.
+    // Loaded on the first request (node:https and node:tls with it), so --help and usage errors start fast.
+    const { exchange } = await import('./adminHttp.ts')
     let res
     try {
       res = await exchange(url, { method, headers, body: payload, extraCa: this.ca, partialChain: this.ca !== undefined, connectTimeoutMs: 10_000, timeoutMs: 30_000, maxBytes: 16 * 1024 * 1024 })
