@@ -151,17 +151,43 @@ function scan(st: LineState, buf: Buffer, end: number): number {
   if (st.start < 0) return -1
   const stop = Math.min(end, buf.length)
   let from = st.start
+  const continued = st.head !== ''
   // RFC 9112 §2.2: empty lines before a request line are ignored (llhttp skips them too).
-  if (st.head === '') while (from < stop && (buf[from] === CR || buf[from] === LF)) from++
+  if (!continued) while (from < stop && (buf[from] === CR || buf[from] === LF)) from++
   const lf = buf.indexOf(LF, from)
-  const to = lf === -1 || lf >= stop ? stop : lf
+  if (lf === -1 || lf >= stop) {
+    // The line goes on in the next packet (rare: a long target, or a client writing byte by byte).
+    keep(st, buf, from, stop)
+    return -1
+  }
+  st.lineDone = true
+  if (continued) {
+    keep(st, buf, from, lf)
+    if (st.head.includes('  ') || st.tail.includes('  ')) st.bad = DOUBLE_SPACE
+  } else if (doubledSpace(buf, from, lf)) st.bad = DOUBLE_SPACE
+  const headEnd = buf.indexOf(CRLFCRLF, lf - 1)
+  return headEnd === -1 ? -1 : headEnd + 4
+}
+
+const DOUBLE_SPACE = 'more than one space between the parts of the request line'
+const SP = 0x20
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1')
+
+/**
+ * A line that llhttp went on to parse has no space inside the method, target or version, so a
+ * doubled space can only follow the first space or precede `HTTP/x.y` (8 bytes, then CR LF).
+ * Two byte checks instead of a copy of the line: this runs for every request.
+ */
+function doubledSpace(buf: Buffer, from: number, lf: number): boolean {
+  const sp = buf.indexOf(SP, from)
+  if (sp !== -1 && sp < lf && buf[sp + 1] === SP) return true
+  return lf - 11 >= from && buf[lf - 11] === SP
+}
+
+/** Keep the first and last bytes of a line that spans packets (enough to see doubled spaces). */
+function keep(st: LineState, buf: Buffer, from: number, to: number): void {
   if (st.head.length < HEAD_KEEP) st.head += buf.toString('latin1', from, Math.min(to, from + HEAD_KEEP - st.head.length))
   st.tail = (st.tail + buf.toString('latin1', Math.max(from, to - TAIL_KEEP), to)).slice(-TAIL_KEEP)
-  if (to === stop) return -1
-  st.lineDone = true
-  if (st.head.includes('  ') || st.tail.includes('  ')) st.bad = 'more than one space between the parts of the request line'
-  const headEnd = buf.indexOf('\r\n\r\n', lf - 1, 'latin1')
-  return headEnd === -1 ? -1 : headEnd + 4
 }
 
 /**
