@@ -13,6 +13,7 @@ import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import tls from 'node:tls'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
@@ -636,5 +637,60 @@ describe('start-up log (real binary): "gatehouse is ready" only once /readyz ans
     assert.equal(ready.data, gh.dataUrl)
     assert.equal(await get(`${gh.adminUrl}/readyz`), 200)
     assert.equal(lines().filter((l) => l.msg === 'gatehouse is ready').length, 1, 'logged once')
+  })
+})
+
+describe('request line and head overflow over TLS (the parser behind the TLS socket, ALPN http/1.1)', () => {
+  let up: RecordingUpstream
+  let px: TestProxy
+
+  before(async () => {
+    usedSecrets.add(KEY)
+    up = await startUpstream()
+    px = await startProxy({ env: { ...ENV(up), GATEHOUSE_TLS_ENABLED: 'true' } })
+  })
+  after(async () => {
+    await px?.stop()
+    await up?.close()
+    assertNoSecretsInLogs(px?.logs ?? [])
+  })
+
+  /** Write `bytes` over TLS (in 1000-byte pieces) and collect everything until gatehouse closes. */
+  const overTls = (bytes: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const u = new URL(px.url)
+      const s = tls.connect({ host: u.hostname, port: Number(u.port), ca: px.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, async () => {
+        for (let i = 0; i < bytes.length && !s.destroyed; i += 1000) {
+          await new Promise<void>((r) => s.write(bytes.slice(i, i + 1000), 'latin1', () => r()))
+          await sleep(1)
+        }
+      })
+      let text = ''
+      const t = setTimeout(() => s.destroy(), 5000)
+      s.on('data', (d: Buffer) => (text += d.toString('latin1')))
+      s.on('error', (e) => (text === '' ? reject(e) : undefined))
+      s.on('close', () => {
+        clearTimeout(t)
+        resolve(text)
+      })
+    })
+
+  it('GET  / HTTP/1.1 over TLS → 400, nothing upstream', async () => {
+    up.reset()
+    assertJsonError(responses(await overTls(`GET  /tls HTTP/1.1\r\n${H}\r\n`))[0], 400, 'ERR_BAD_REQUEST')
+    await assertUpstreamSawNothing(up)
+  })
+
+  it('a 64 KiB Authorization over TLS in 1000-byte writes → 431; a 30 KiB target → 414; nothing upstream', async () => {
+    up.reset()
+    assertJsonError(responses(await overTls(`GET /t HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'A'.repeat(64 * 1024)}\r\n\r\n`))[0], 431, 'ERR_HEADERS_TOO_LARGE')
+    assertJsonError(responses(await overTls(`GET /${'t'.repeat(30 * 1024)} HTTP/1.1\r\n${H}\r\n`))[0], 414, 'ERR_URL_TOO_LONG')
+    await assertUpstreamSawNothing(up)
+  })
+
+  it('positive control over TLS: a well-formed request → 200', async () => {
+    up.reset()
+    assert.equal(responses(await overTls(`GET /tls-ok HTTP/1.1\r\n${H}Connection: close\r\n\r\n`))[0]?.status, 200)
+    assert.equal(up.requests.length, 1)
   })
 })
