@@ -38,7 +38,7 @@ const noop: StopWatching = () => {}
  * or changes its flow; the body may be piped or read later.
  */
 export function watchBodyRate(body: Readable, rate: BodyRate, onSlow: (detail: string) => void): StopWatching {
-  if (rate.minBytesPerSecond <= 0 || body.readableEnded || body.destroyed) return noop
+  if (rate.minBytesPerSecond <= 0 || body.readableEnded || body.destroyed || (body as { complete?: boolean }).complete === true) return noop
   let bytes = 0
   const push = body.push
   body.push = function (this: Readable, chunk: unknown, encoding?: BufferEncoding): boolean {
@@ -63,6 +63,12 @@ export function watchBodyRate(body: Readable, rate: BodyRate, onSlow: (detail: s
   }
   const check = (): void => {
     timer = undefined
+    // Every byte has arrived (`complete` on node:http and HTTP/2 compat requests); what is left
+    // is the reader's pace, not the client's.
+    if ((body as { complete?: boolean }).complete === true) {
+      stop()
+      return
+    }
     // Not flowing now (paused, or no reader yet): the body waits on gatehouse, not the client.
     if (!pausedInWindow && body.readableFlowing === true) {
       const ms = Date.now() - windowStart
