@@ -21,7 +21,7 @@ function files(dir: string, keep: (p: string) => boolean): string[] {
 }
 
 // Phrases that describe the project's plan instead of the product.
-const STALE = [/\bissue\s*#?\d+/i, /\(issue\b/i, /\b(?:a |the )?(?:later|next) issues?\b/i, /\bonce [^.\n]{0,40}\blands\b/i, /\barrives? with\b/i, /\blater the local users\b/i]
+const STALE = [/\bissue\s*#?\d+/i, /\(issue\b/i, /\b(?:a |the )?(?:later|next) issues?\b/i, /\bonce [^.\n]{0,40}\blands\b/i, /\barrives? with\b/i, /\blater the local users\b/i, /\(later\)/i]
 
 function documents(): string[] {
   return [
