@@ -31,7 +31,7 @@ import type { Config } from '../config/types.ts'
 import { asGatehouseError } from '../http/respond.ts'
 import { parseTarget } from '../http/target.ts'
 import type { Principal } from '../http/principal.ts'
-import { authorize, checkUrlLength, classifyRequest, WELL_KNOWN_CLASS } from '../pipeline/decide.ts'
+import { authorize, checkUrlLength, classifyRequest, forwardedIdentity, WELL_KNOWN_CLASS } from '../pipeline/decide.ts'
 import type { IssuerStore } from '../store/store.ts'
 import { loadOrReport, UsageError } from './io.ts'
 
@@ -99,7 +99,7 @@ export async function explain(v: Values): Promise<number> {
       headers.host = 'localhost'
       rawHeaders.push('Host', 'localhost')
     }
-    const req = { method, url: p, headers, rawHeaders, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage
+    const req = { method, url: p, headers, rawHeaders, httpVersionMajor: 1, httpVersionMinor: 1, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage
     try {
       checkUrlLength(rt, p)
       const target = parseTarget(p)
@@ -108,7 +108,7 @@ export async function explain(v: Values): Promise<number> {
       const { credential, query } = extractCredential(req, target.query, rt.extract)
       out.credential = credential === undefined ? 'none' : `${jwtShape(credential.token) === undefined ? 'API key' : 'JWT'} from ${credential.source}`
       lines.push(['credential', String(out.credential)])
-      const cls = classifyRequest(rt, method, target.path)
+      const cls = classifyRequest(rt, req, method, target.path)
       out.rule = cls.rule
       out.access = cls.access
       lines.push(['profile rule', `${cls.rule} (needs: ${cls.access})`])
@@ -127,7 +127,7 @@ export async function explain(v: Values): Promise<number> {
         out.status = rt.wellKnown === undefined ? 404 : 200
         lines.push(['answered by', `gatehouse: ${String(out.status)} ${rt.wellKnown === undefined ? '(OIDC is off)' : 'the OIDC discovery document'}`])
       } else {
-        const up = upstreamHeaders(req, rt.headers, { principal, requestId: '(generated)', proto: rt.proto })
+        const up = upstreamHeaders(req, rt.headers, { principal: forwardedIdentity(cls, principal), requestId: '(generated)', proto: rt.proto })
         const injected: string[] = []
         for (let i = 0; i < up.length; i += 2) if (!(up[i] as string).toLowerCase().startsWith('authorization')) injected.push(`${up[i]}: ${up[i + 1]}`)
         out.answeredBy = 'upstream'

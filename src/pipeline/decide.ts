@@ -3,9 +3,11 @@
  * handler and `gatehouse explain` both call these, so explain cannot drift from the server
  * (stage numbers as in docs/architecture.md).
  */
-import type { Classification } from '../authz/profiles.ts'
+import type { IncomingMessage } from 'node:http'
+import { CORS_PREFLIGHT, isCorsPreflight, type Classification } from '../authz/profiles.ts'
 import { GatehouseError } from '../errors.ts'
 import type { Principal } from '../http/principal.ts'
+import { requestHasBody } from '../upstream/forward.ts'
 import type { Runtime } from './runtime.ts'
 
 const WELL_KNOWN = '/v1/.well-known/openid-configuration'
@@ -26,11 +28,14 @@ export function checkUrlLength(rt: Runtime, url: string): void {
 }
 
 /**
- * Stage 6a: what the request needs, from the method and the normalized path only (never a
- * header the client can set). Runs before authentication: public paths admit a request
- * without a credential even when anonymous access is off.
+ * Stage 6a: what the request needs, from the method and the normalized path (never a header
+ * the client can set to gain rights; the one header-based rule, the CORS preflight, only makes a
+ * bodiless OPTIONS public). Runs before authentication: public paths admit a request without a
+ * credential even when anonymous access is off.
  */
-export function classifyRequest(rt: Runtime, method: string, path: string): Classification {
+export function classifyRequest(rt: Runtime, req: IncomingMessage, method: string, path: string): Classification {
+  // A CORS preflight is public under every profile (SPEC §6): it needs headers, not just the path.
+  if (method === 'OPTIONS' && isCorsPreflight(method, req.headers, requestHasBody(req))) return CORS_PREFLIGHT
   if (path === WELL_KNOWN && (method === 'GET' || method === 'HEAD')) return WELL_KNOWN_CLASS
   return rt.profile.classify(method, path)
 }
@@ -47,4 +52,12 @@ export function authorize(rt: Runtime, principal: Principal, cls: Classification
   const decision = rt.adminList.decide(principal, cls.access)
   if (!decision.allowed) throw new GatehouseError('ERR_FORBIDDEN', { detail: decision.rule })
   return decision.rule
+}
+
+/**
+ * Stage 7: whose identity is injected upstream. A CORS preflight carries none, not even an
+ * anonymous one (SPEC §6): the upstream answers it for any caller.
+ */
+export function forwardedIdentity(cls: Classification, principal: Principal): Principal | undefined {
+  return cls === CORS_PREFLIGHT ? undefined : principal
 }

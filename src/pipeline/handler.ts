@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extractCredential } from '../auth/extract.ts'
 import type { Principal } from '../http/principal.ts'
-import { CORS_PREFLIGHT, isCorsPreflight, type Classification } from '../authz/profiles.ts'
+import type { Classification } from '../authz/profiles.ts'
 import type { Runtime } from './runtime.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
@@ -25,7 +25,7 @@ import { parseTarget } from '../http/target.ts'
 import { watchBodyRate, type BodyRate } from '../http/bodyRate.ts'
 import { refuseUnforwardable } from '../http/methods.ts'
 // The decisions `gatehouse explain` shares with this handler.
-import { authorize, checkUrlLength, classifyRequest, WELL_KNOWN_CLASS } from './decide.ts'
+import { authorize, checkUrlLength, classifyRequest, forwardedIdentity, WELL_KNOWN_CLASS } from './decide.ts'
 
 /** Shared mutable process state the handler reads (draining) and updates (in-flight count). */
 export interface ServeState {
@@ -127,8 +127,8 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     ctx.credential = credential
     ctx.query = query
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
-    // A CORS preflight is public under every profile (SPEC §6): it needs a header, not just the path.
-    ctx.classification = method === 'OPTIONS' && isCorsPreflight(method, req.headers, requestHasBody(req)) ? CORS_PREFLIGHT : classifyRequest(rt, method, target.path)
+    // A CORS preflight is public under every profile (SPEC §6): decide.ts, shared with explain.
+    ctx.classification = classifyRequest(rt, req, method, target.path)
     // 5 · authenticate (behind the failure throttle)
     return authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }))
   }
@@ -156,7 +156,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       // 3 + 7 · strip, then inject
       // A CORS preflight carries no identity, not even an anonymous one (SPEC §6): the upstream
       // answers it for any caller, and a verified credential on it changes nothing.
-      const headers = upstreamHeaders(req, rt.headers, { principal: ctx.classification === CORS_PREFLIGHT ? undefined : principal, requestId: ctx.requestId, proto: rt.proto })
+      const headers = upstreamHeaders(req, rt.headers, { principal: forwardedIdentity(ctx.classification as Classification, principal), requestId: ctx.requestId, proto: rt.proto })
       // 8 · forward
       forwarder.forward(req, res, ctx.path as string, ctx.query, headers, {
         requestId: ctx.requestId,

@@ -249,6 +249,33 @@ describe('gatehouse explain agrees with a running gatehouse', () => {
     }
   })
 
+  it('a CORS preflight is public and carries no identity on both sides; another OPTIONS is a read', async () => {
+    const gh = await startProxy({ env: envFor('qdrant', issuer, up, false), yaml: YAML })
+    try {
+      const env = { ...envFor('qdrant', issuer, up, false), GATEHOUSE_STATE_DIR: path.join(gh.dir, 'state'), GATEHOUSE_CONFIG: path.join(gh.dir, 'proxy.yaml') }
+      const preflight = { origin: 'https://app.example', 'access-control-request-method': 'PUT' }
+      const args = ['--method', 'OPTIONS', '--path', '/collections/c/points', '--json']
+      const e = await explainCli([...args, '--header', `Origin: ${preflight.origin}`, '--header', 'Access-Control-Request-Method: PUT'], env)
+      assert.equal(e.code, 0, e.stderr)
+      const j = JSON.parse(e.stdout) as { decision: string; access: string; upstreamRequest?: { headers: string[] } }
+      up.reset()
+      const s = await gh.request('/collections/c/points', { method: 'OPTIONS', headers: preflight })
+      assert.equal(s.status, 200)
+      assert.equal(up.requests.length, 1)
+      assert.equal(j.decision, 'allow')
+      assert.equal(j.access, 'public')
+      assert.equal(up.requests[0]?.headers['x-forwarded-user'], undefined, 'the server injected no identity')
+      assert.ok(!(j.upstreamRequest?.headers ?? []).some((h) => /^x-forwarded-(user|groups|auth-method):/i.test(h)), `explain injects none either: ${JSON.stringify(j.upstreamRequest)}`)
+      // Without Access-Control-Request-Method it is an ordinary OPTIONS: a read, 401 without a credential.
+      const e2 = await explained('OPTIONS', '/collections/c/points', { name: 'plain OPTIONS', headers: { origin: preflight.origin } }, env)
+      const s2 = await served(gh, up, 'OPTIONS', '/collections/c/points', { name: 'plain OPTIONS', headers: { origin: preflight.origin } })
+      assert.deepEqual([e2.decision, e2.status, e2.reason], ['deny', 401, 'ERR_UNAUTHENTICATED'])
+      assert.deepEqual([s2.decision, s2.status, s2.reason, s2.upstreamSaw], ['deny', 401, 'ERR_UNAUTHENTICATED', 0])
+    } finally {
+      await gh.stop()
+    }
+  })
+
   it('explain reads the state directory and never writes to it', async () => {
     const gh = await startProxy({ env: envFor('generic', issuer, up, false), yaml: YAML })
     try {
