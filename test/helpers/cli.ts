@@ -4,6 +4,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
+import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -19,6 +20,43 @@ export function baseEnv(extra: Record<string, string> = {}): Record<string, stri
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; input?: string } = {}): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { env: baseEnv(opts.env), cwd: opts.cwd ?? ROOT, input: opts.input, encoding: 'utf8', timeout: 30_000 })
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }
+}
+
+export interface CliRun {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** Run a CLI command asynchronously (for tests whose server, e.g. a recording upstream, lives in this process). */
+export function runCliAsync(args: string[], env: Record<string, string>, cwd: string, input?: string): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: baseEnv(env), cwd, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    const t = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')))
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(t)
+      resolve({ code: code ?? -1, stdout, stderr })
+    })
+    child.stdin.end(input ?? '')
+  })
+}
+
+/** SHA-256 fingerprint of the certificate a listener presents in a new handshake (not verified). */
+export function peerFingerprint(url: string): Promise<string> {
+  const u = new URL(url)
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: u.hostname, port: Number(u.port), servername: 'localhost', rejectUnauthorized: false }, () => {
+      const fp = s.getPeerCertificate().fingerprint256
+      s.destroy()
+      resolve(fp)
+    })
+    s.on('error', reject)
+  })
 }
 
 export interface ServeProcess {

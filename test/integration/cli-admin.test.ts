@@ -7,46 +7,20 @@
  * transparent refresh of an expired access token, and that no token or password is printed.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import https from 'node:https'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import tls from 'node:tls'
-import { BIN, baseEnv, startServe, type ServeProcess } from '../helpers/cli.ts'
+import { peerFingerprint, runCliAsync as runAsync, startServe, type CliRun as Run, type ServeProcess } from '../helpers/cli.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
 
 /** Every CLI output line of this file, checked at the end for secrets. */
 const outputs: string[] = []
 /** Passwords and tokens that must never be printed. */
 const secrets = new Set<string>()
-
-/** Run the real binary asynchronously (the recording upstream lives in this process). */
-function runAsync(args: string[], env: Record<string, string>, cwd: string, input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: baseEnv(env), cwd, stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    const t = setTimeout(() => child.kill('SIGKILL'), 20_000)
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')))
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(t)
-      resolve({ code: code ?? -1, stdout, stderr })
-    })
-    child.stdin.end(input ?? '')
-  })
-}
 
 /** A request with a bearer token on a fresh connection; never throws on status. */
 function get(url: string, ca: string, token: string): Promise<{ status: number; body: string }> {
@@ -70,19 +44,6 @@ function post(url: string, ca: string, body: unknown): Promise<{ status: number;
     })
     req.on('error', reject)
     req.end(JSON.stringify(body))
-  })
-}
-
-/** SHA-256 fingerprint of the certificate a listener presents in a new handshake. */
-function peerFingerprint(url: string): Promise<string> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: u.hostname, port: Number(u.port), servername: 'localhost', rejectUnauthorized: false }, () => {
-      const fp = s.getPeerCertificate().fingerprint256
-      s.destroy()
-      resolve(fp)
-    })
-    s.on('error', reject)
   })
 }
 

@@ -13,53 +13,14 @@
  * - a YAML syntax error is reported at its real line and column, never past the end of the file.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import tls from 'node:tls'
-import { BIN, baseEnv, startServe, type ServeProcess } from '../helpers/cli.ts'
+import { peerFingerprint, runCliAsync as run, startServe, type CliRun as Run, type ServeProcess } from '../helpers/cli.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 import { generateLocalCa, issueServerCertificate } from '../../src/tls/selfsigned.ts'
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-/** Run the real binary asynchronously (the recording upstream lives in this process). */
-function run(args: string[], env: Record<string, string>, cwd: string, input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: baseEnv(env), cwd, stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    const t = setTimeout(() => child.kill('SIGKILL'), 20_000)
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')))
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(t)
-      resolve({ code: code ?? -1, stdout, stderr })
-    })
-    child.stdin.end(input ?? '')
-  })
-}
-
-/** SHA-256 fingerprint of the certificate a listener presents in a new handshake. */
-function peerFingerprint(url: string): Promise<string> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: u.hostname, port: Number(u.port), servername: 'localhost', rejectUnauthorized: false }, () => {
-      const fp = s.getPeerCertificate().fingerprint256
-      s.destroy()
-      resolve(fp)
-    })
-    s.on('error', reject)
-  })
-}
 
 describe('the CLI against a real gatehouse: trust after tls set, and user passwd without a terminal', () => {
   let dir: string

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
-import net, { type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
@@ -20,6 +20,7 @@ import { startServe, type ServeProcess } from '../helpers/cli.ts'
 import { h2connect, h2request } from '../helpers/h2.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { assertJsonError, assertUpstreamSawNothing, connect, responses, sleep, type Conn } from '../helpers/rawClient.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'edge-second-round-key-7f3a91'
@@ -35,136 +36,7 @@ const ENV = (up: RecordingUpstream, extra: Record<string, string> = {}): Record<
   ...extra,
 })
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
 // --- a raw client -------------------------------------------------------------------------------
-
-interface Conn {
-  socket: net.Socket
-  text(): string
-  closedAt(): number | undefined
-  /** Resolves true once `pred(text)` holds; false after `ms` or when the connection closed first. */
-  until(pred: (t: string) => boolean, ms: number): Promise<boolean>
-  /** Resolves with the close time, or undefined after `ms`. */
-  closed(ms: number): Promise<number | undefined>
-}
-
-function connect(url: string): Promise<Conn> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(u.port), u.hostname)
-    socket.setNoDelay(true)
-    let data = ''
-    let closedAt: number | undefined
-    const waiters = new Set<() => void>()
-    const poke = (): void => {
-      for (const w of waiters) w()
-    }
-    socket.on('data', (c: Buffer) => {
-      data += c.toString('latin1')
-      poke()
-    })
-    socket.on('close', () => {
-      closedAt = performance.now()
-      poke()
-    })
-    socket.once('error', reject)
-    socket.once('connect', () => {
-      socket.off('error', reject)
-      socket.on('error', () => {})
-      const until = (pred: (t: string) => boolean, ms: number): Promise<boolean> =>
-        new Promise((res) => {
-          const check = (): void => {
-            if (pred(data)) done(true)
-            else if (closedAt !== undefined) done(false)
-          }
-          const t = setTimeout(() => done(false), ms)
-          const done = (v: boolean): void => {
-            clearTimeout(t)
-            waiters.delete(check)
-            res(v)
-          }
-          waiters.add(check)
-          check()
-        })
-      resolve({
-        socket,
-        text: () => data,
-        closedAt: () => closedAt,
-        until,
-        closed: async (ms) => {
-          await until(() => false, ms)
-          return closedAt
-        },
-      })
-    })
-  })
-}
-
-interface Parsed {
-  status: number
-  headers: Record<string, string>
-  body: string
-}
-
-/** Every complete response in `text` (Content-Length or chunked framing), in order. */
-function responses(text: string): Parsed[] {
-  const out: Parsed[] = []
-  let rest = text
-  while (rest.startsWith('HTTP/1.')) {
-    const end = rest.indexOf('\r\n\r\n')
-    if (end === -1) break
-    const lines = rest.slice(0, end).split('\r\n')
-    const status = Number(lines[0]?.split(' ')[1])
-    const headers: Record<string, string> = {}
-    for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).trim().toLowerCase()] = l.slice(l.indexOf(':') + 1).trim()
-    rest = rest.slice(end + 4)
-    if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
-      let body = ''
-      for (;;) {
-        const eol = rest.indexOf('\r\n')
-        if (eol === -1) return out
-        const size = parseInt(rest.slice(0, eol), 16)
-        if (Number.isNaN(size)) return out
-        if (size === 0) {
-          if (rest.indexOf('\r\n\r\n', eol) === -1) return out
-          rest = rest.slice(rest.indexOf('\r\n\r\n', eol) + 4)
-          break
-        }
-        if (rest.length < eol + 2 + size + 2) return out
-        body += rest.slice(eol + 2, eol + 2 + size)
-        rest = rest.slice(eol + 2 + size + 2)
-      }
-      out.push({ status, headers, body })
-      continue
-    }
-    const len = Number(headers['content-length'] ?? rest.length)
-    if (rest.length < len) break
-    out.push({ status, headers, body: rest.slice(0, len) })
-    rest = rest.slice(len)
-  }
-  return out
-}
-
-function assertJsonError(r: Parsed | undefined, status: number, reason: string): void {
-  assert.ok(r !== undefined, 'no response')
-  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.body.slice(0, 200)}`)
-  assert.equal(r.headers['content-type'], 'application/json')
-  assert.equal(r.headers['cache-control'], 'no-store')
-  const b = JSON.parse(r.body) as { code: number; message: string; reason: string; requestId: string }
-  assert.deepEqual(Object.keys(b).sort(), ['code', 'message', 'reason', 'requestId'])
-  assert.equal(b.code, status)
-  assert.equal(b.reason, reason)
-}
-
-async function assertUpstreamSawNothing(up: RecordingUpstream): Promise<void> {
-  await sleep(100)
-  assert.deepEqual(
-    up.requests.map((r) => `${r.method} ${r.url}`),
-    [],
-    'the upstream received a request',
-  )
-}
 
 /**
  * Write `bytes` in pieces of `size` bytes, waiting for each write to be flushed and pausing
@@ -181,7 +53,7 @@ async function writeInPieces(c: Conn, bytes: string, size: number, pauseEvery = 
 
 /** Send `bytes` (whole, or split as `split` says), collect the answer until gatehouse closes. */
 async function send(p: TestProxy, bytes: string, split?: (c: Conn) => Promise<void>): Promise<{ text: string; closed: boolean }> {
-  const c = await connect(p.url)
+  const c = await connect(p.url, { noDelay: true })
   if (split === undefined) c.socket.write(bytes, 'latin1')
   else await split(c)
   const at = await c.closed(5000)
@@ -261,7 +133,7 @@ for (const h2 of [true, false]) {
 
     it('a second request on a kept-alive connection with two spaces → the first 200, the second 400 and closed; only the first upstream', async () => {
       up.reset()
-      const c = await connect(px.url)
+      const c = await connect(px.url, { noDelay: true })
       c.socket.write(`GET /first HTTP/1.1\r\n${H}\r\n`)
       assert.ok(await c.until((t) => responses(t).length === 1, 3000))
       c.socket.write(`GET  /second HTTP/1.1\r\n${H}\r\n`)
@@ -369,7 +241,7 @@ for (const h2 of [true, false]) {
 
     it('a long target on the second request of a kept-alive connection, in 1000-byte writes → 200 then 414', async () => {
       up.reset()
-      const c = await connect(px.url)
+      const c = await connect(px.url, { noDelay: true })
       c.socket.write(`GET /first HTTP/1.1\r\n${H}\r\n`)
       assert.ok(await c.until((t) => responses(t).length === 1, 3000))
       await writeInPieces(
@@ -393,7 +265,7 @@ for (const h2 of [true, false]) {
 
     it('a big header after a request pipelined in the same packet, in 1000-byte writes → 200 then 431', async () => {
       up.reset()
-      const c = await connect(px.url)
+      const c = await connect(px.url, { noDelay: true })
       const bytes = `GET /first HTTP/1.1\r\n${H}\r\n${bigAuth}`
       await writeInPieces(
         {
@@ -442,7 +314,7 @@ describe('(listen.timeouts.minBodyRate) a body that drips below the rate is cut;
   for (const [framing, target, rest] of drips) {
     it(`a 1 byte / 400 ms drip (${framing}) → 408 ERR_REQUEST_TIMEOUT within ~1.5 s, connection closed, the upstream request aborted`, async () => {
       up.reset()
-      const c = await connect(px.url)
+      const c = await connect(px.url, { noDelay: true })
       c.socket.write(`POST ${target} HTTP/1.1\r\n${H}${rest}`)
       const t0 = performance.now()
       const tick = setInterval(() => {
@@ -470,7 +342,7 @@ describe('(listen.timeouts.minBodyRate) a body that drips below the rate is cut;
 
   it('a steady slow upload above the rate (about 2000 bytes/s for 3 s) → 200 with the whole body at the upstream', async () => {
     up.reset()
-    const c = await connect(px.url)
+    const c = await connect(px.url, { noDelay: true })
     const TOTAL = 6000
     c.socket.write(`POST /steady HTTP/1.1\r\n${H}Content-Type: application/octet-stream\r\nContent-Length: ${TOTAL}\r\nConnection: close\r\n\r\n`)
     for (let sent = 0; sent < TOTAL; sent += 200) {

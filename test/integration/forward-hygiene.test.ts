@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict'
 import type http from 'node:http'
 import https from 'node:https'
-import tls from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { h2close, h2connect, h2request } from '../helpers/h2.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { tlsWire } from '../helpers/rawClient.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'hygiene-key-0c4f9b2e'
@@ -84,19 +84,7 @@ describe('TRACE and TRACK are never forwarded', () => {
   it('a TRACE with a body: 405 and the connection is closed (the body is never read or forwarded)', async () => {
     up.reset()
     const u = new URL(p.url)
-    const raw = await new Promise<string>((resolve, reject) => {
-      const chunks: Buffer[] = []
-      const s = tls.connect({ host: u.hostname, port: Number(u.port), ca: p.ca, servername: 'localhost' }, () => {
-        s.write(`TRACE /v1/things HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 5\r\n\r\nhello`)
-      })
-      s.on('data', (c: Buffer) => chunks.push(c))
-      s.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')))
-      s.on('error', reject)
-      s.setTimeout(5000, () => {
-        s.destroy()
-        resolve(Buffer.concat(chunks).toString('latin1'))
-      })
-    })
+    const raw = await tlsWire(p, `TRACE /v1/things HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 5\r\n\r\nhello`, { servername: 'localhost' })
     assert.match(raw, /^HTTP\/1\.1 405 /)
     assert.match(raw, /"reason":"ERR_METHOD_NOT_FORWARDED"/)
     assert.doesNotMatch(raw, /\r\nallow:/i)

@@ -12,13 +12,13 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { assertJsonError, assertUpstreamSawNothing, connect, responses, sleep, type Conn, type Parsed } from '../helpers/rawClient.ts'
 import { startUpstream, type Recorded, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'edge-hardening-secret-key-5d1c'
@@ -32,8 +32,6 @@ const ENV = (up: RecordingUpstream): Record<string, string> => ({
   AUTHENTICATION_APIKEY_USERS: 'edge-user',
 })
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms
   while (!cond()) {
@@ -44,71 +42,6 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 }
 
 // --- a raw connection ---------------------------------------------------------------------------
-
-interface Conn {
-  socket: net.Socket
-  /** Everything the server sent so far (latin1). */
-  text(): string
-  /** performance.now() when the server closed the connection, or undefined while open. */
-  closedAt(): number | undefined
-  /** Resolves true once `pred(text)` holds, false after `ms` or when the connection closed first. */
-  until(pred: (t: string) => boolean, ms: number): Promise<boolean>
-  /** Resolves with the close time, or undefined after `ms`. */
-  closed(ms: number): Promise<number | undefined>
-  connectedAt: number
-}
-
-function connect(p: { url: string }): Promise<Conn> {
-  const u = new URL(p.url)
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(u.port), u.hostname)
-    let data = ''
-    let closedAt: number | undefined
-    const waiters = new Set<() => void>()
-    const poke = (): void => {
-      for (const w of waiters) w()
-    }
-    socket.on('data', (c: Buffer) => {
-      data += c.toString('latin1')
-      poke()
-    })
-    socket.on('error', () => {})
-    socket.on('close', () => {
-      closedAt = performance.now()
-      poke()
-    })
-    socket.once('connect', () => {
-      socket.off('error', reject)
-      const conn: Conn = {
-        socket,
-        connectedAt: performance.now(),
-        text: () => data,
-        closedAt: () => closedAt,
-        until: (pred, ms) =>
-          new Promise((res) => {
-            const check = (): void => {
-              if (pred(data)) done(true)
-              else if (closedAt !== undefined) done(false)
-            }
-            const t = setTimeout(() => done(false), ms)
-            const done = (v: boolean): void => {
-              clearTimeout(t)
-              waiters.delete(check)
-              res(v)
-            }
-            waiters.add(check)
-            check()
-          }),
-        closed: async (ms) => {
-          await conn.until(() => false, ms)
-          return closedAt
-        },
-      }
-      resolve(conn)
-    })
-    socket.once('error', reject)
-  })
-}
 
 interface Wire {
   text: string
@@ -131,82 +64,6 @@ async function exchange(p: TestProxy, bytes: string | Buffer, waitMs = 3000, fir
   const at = c.closedAt()
   c.socket.destroy()
   return { text: c.text(), closed: at !== undefined, ms: (at ?? performance.now()) - t0 }
-}
-
-interface Parsed {
-  status: number
-  headers: Record<string, string>
-  body: string
-}
-
-/** Every complete HTTP/1.x response in `text`, in order (Content-Length or chunked framing; 1xx have no body). */
-function responses(text: string): Parsed[] {
-  const out: Parsed[] = []
-  let rest = text
-  while (rest.startsWith('HTTP/1.')) {
-    const end = rest.indexOf('\r\n\r\n')
-    if (end === -1) break
-    const lines = rest.slice(0, end).split('\r\n')
-    const status = Number(lines[0]?.split(' ')[1])
-    const headers: Record<string, string> = {}
-    for (const l of lines.slice(1)) {
-      const i = l.indexOf(':')
-      headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim()
-    }
-    rest = rest.slice(end + 4)
-    if (status < 200) {
-      out.push({ status, headers, body: '' })
-      continue
-    }
-    if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
-      let body = ''
-      for (;;) {
-        const eol = rest.indexOf('\r\n')
-        if (eol === -1) return out // incomplete: not counted
-        const size = parseInt(rest.slice(0, eol), 16)
-        if (Number.isNaN(size)) return out
-        if (size === 0) {
-          const fin = rest.indexOf('\r\n\r\n', eol)
-          if (fin === -1) return out
-          rest = rest.slice(fin + 4)
-          break
-        }
-        if (rest.length < eol + 2 + size + 2) return out
-        body += rest.slice(eol + 2, eol + 2 + size)
-        rest = rest.slice(eol + 2 + size + 2)
-      }
-      out.push({ status, headers, body })
-      continue
-    }
-    const len = Number(headers['content-length'] ?? rest.length)
-    if (rest.length < len) return out
-    out.push({ status, headers, body: rest.slice(0, len) })
-    rest = rest.slice(len)
-  }
-  return out
-}
-
-/** SPEC §9 error shape. */
-function assertJsonError(r: Parsed, status: number, reason: string): void {
-  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.body}`)
-  assert.equal(r.headers['content-type'], 'application/json')
-  assert.equal(r.headers['cache-control'], 'no-store')
-  const b = JSON.parse(r.body) as { code: number; message: string; reason: string; requestId: string }
-  assert.deepEqual(Object.keys(b).sort(), ['code', 'message', 'reason', 'requestId'])
-  assert.equal(b.code, status)
-  assert.equal(b.reason, reason)
-  assert.ok(b.message.length > 0)
-  assert.ok(b.requestId.length > 0)
-}
-
-/** The upstream received nothing at all (after a short settle, so a late forward is caught). */
-async function assertUpstreamSawNothing(up: RecordingUpstream): Promise<void> {
-  await sleep(100)
-  assert.deepEqual(
-    up.requests.map((r) => `${r.method} ${r.url}`),
-    [],
-    'the upstream received a request',
-  )
 }
 
 /**

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict'
 import https from 'node:https'
 import http from 'node:http'
-import tls from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { tlsWire } from '../helpers/rawClient.ts'
 import { startUpstream, type Recorded, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const JANE = 'jane-secret-key-9f3a'
@@ -47,22 +47,6 @@ function raw(p: TestProxy, o: { method?: string; path: string; headers?: [string
     )
     req.on('error', reject)
     req.end(o.body)
-  })
-}
-
-/** Write bytes on a fresh TLS connection and return everything the server sends until it closes. */
-function wire(p: TestProxy, text: string): Promise<string> {
-  const u = new URL(p.url)
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    const s = tls.connect({ host: u.hostname, port: Number(u.port), ca: p.ca }, () => s.write(text))
-    s.on('data', (c: Buffer) => chunks.push(c))
-    s.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')))
-    s.on('error', reject)
-    s.setTimeout(5000, () => {
-      s.destroy()
-      resolve(Buffer.concat(chunks).toString('latin1'))
-    })
   })
 }
 
@@ -258,13 +242,13 @@ describe('security: weaviate profile, keys jane (admin) / ian (read-only), upstr
 
     it('a lower-case method (keycloak-gatekeeper CVE-2020-14359) is refused with 400, nothing upstream', async () => {
       up.reset()
-      const text = await wire(px, lowerCase)
+      const text = await tlsWire(px, lowerCase)
       assert.match(text, /^HTTP\/1\.1 400 /)
       assert.equal(up.requests.length, 0)
     })
 
     it('the 400 for a request that does not parse is the JSON error of SPEC §9 too', async () => {
-      const text = await wire(px, lowerCase)
+      const text = await tlsWire(px, lowerCase)
       const [head, body] = text.split('\r\n\r\n')
       assert.match(String(head), /^HTTP\/1\.1 400 /)
       assert.match(String(head), /\r\ncontent-type: application\/json/i, 'SPEC §9: every error from gatehouse itself is JSON')
@@ -485,18 +469,18 @@ describe('security: weaviate profile, keys jane (admin) / ian (read-only), upstr
   describe('error answers', () => {
     it('HEAD errors have the JSON headers and no body on the wire', async () => {
       up.reset()
-      const head = await wire(px, 'HEAD /v1/schema HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+      const head = await tlsWire(px, 'HEAD /v1/schema HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
       const [h401, body401] = head.split('\r\n\r\n')
       assert.match(String(h401), /^HTTP\/1\.1 401 /)
       assert.match(String(h401), /\r\ncontent-type: application\/json/i)
       assert.match(String(h401), /\r\ncache-control: no-store/i)
       assert.equal(body401, '')
-      const bad = await wire(px, `HEAD /v1/a%2fb HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${IAN}\r\nConnection: close\r\n\r\n`)
+      const bad = await tlsWire(px, `HEAD /v1/a%2fb HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${IAN}\r\nConnection: close\r\n\r\n`)
       const [h400, body400] = bad.split('\r\n\r\n')
       assert.match(String(h400), /^HTTP\/1\.1 400 /)
       assert.equal(body400, '')
       // positive control: the same request as GET has a body on the wire
-      const get = await wire(px, 'GET /v1/schema HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+      const get = await tlsWire(px, 'GET /v1/schema HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
       assert.match(get, /^HTTP\/1\.1 401 /)
       assert.match(String(get.split('\r\n\r\n')[1]), /"reason":"ERR_UNAUTHENTICATED"/)
       assert.equal(up.requests.length, 0)
