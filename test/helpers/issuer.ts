@@ -311,6 +311,21 @@ async function makeKey(alg: SigningAlg, kid: string, opts: AddKeyOptions): Promi
 }
 
 /**
+ * The environment that has gatehouse accept this issuer's JWTs (client id `gatehouse`, the user
+ * name from `email`) in front of `up`; `extra` adds or overrides variables.
+ */
+export function oidcEnv(issuer: { readonly url: string }, up: { readonly url: string }, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    GATEHOUSE_UPSTREAM_URL: up.url,
+    AUTHENTICATION_OIDC_ENABLED: 'true',
+    AUTHENTICATION_OIDC_ISSUER: issuer.url,
+    AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse',
+    AUTHENTICATION_OIDC_USERNAME_CLAIM: 'email',
+    ...extra,
+  }
+}
+
+/**
  * Start a test issuer on 127.0.0.1 (a free port), with one published RS256 2048-bit signing key.
  * Call {@link TestIssuer.close} when done.
  */

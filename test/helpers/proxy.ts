@@ -102,6 +102,15 @@ export async function startProxy(opts: { env?: Record<string, string>; yaml?: st
   }
 }
 
+/** Wait until the proxy's /readyz answers 200 (e.g. its issuer keys are loaded); throws after `ms`. */
+export async function waitReady(p: TestProxy, ms = 5000, what = 'proxy not ready'): Promise<void> {
+  const end = Date.now() + ms
+  while ((await p.admin('/readyz')).status !== 200) {
+    if (Date.now() > end) throw new Error(what)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 /** Throw when any captured log line contains a secret used by the tests. */
 export function assertNoSecretsInLogs(logs: readonly string[], extra: Iterable<string> = []): void {
   const secrets = [...usedSecrets, ...extra].filter((s) => s.length >= 6)

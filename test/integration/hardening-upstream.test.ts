@@ -10,13 +10,13 @@
  */
 import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
-import http from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
-import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
+import { assertGotError, assertStillServes, guardedGet, type Got, type GuardedGetOptions } from '../helpers/guardedGet.ts'
+import { oidcEnv, startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { startKillableUpstream, type KillableUpstream } from '../helpers/killableUpstream.ts'
-import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { assertNoSecretsInLogs, startProxy, usedSecrets, waitReady, type TestProxy } from '../helpers/proxy.ts'
 import { startRawUpstream, type RawAction, type RawUpstream } from '../helpers/rawUpstream.ts'
 import { closedPort, startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
@@ -32,68 +32,9 @@ const ENV = (url: string): Record<string, string> => ({
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
-interface Got {
-  status: number
-  headers: http.IncomingHttpHeaders
-  bytes: number
-  text: string
-  /** The body arrived whole (the response ended normally). */
-  complete: boolean
-  /** No end, no error, no close within the guard time. */
-  hung: boolean
-  ms: number
-}
-
-/** GET through the proxy on a fresh connection; never throws, never waits longer than `guardMs`. */
-function get(p: TestProxy, path: string, opts: { guardMs?: number; onData?: (total: number) => void } = {}): Promise<Got> {
-  const u = new URL(p.url)
-  const t0 = performance.now()
-  return new Promise((resolve) => {
-    let status = 0
-    let headers: http.IncomingHttpHeaders = {}
-    let bytes = 0
-    const keep: Buffer[] = []
-    let settled = false
-    const done = (complete: boolean, hung = false): void => {
-      if (settled) return
-      settled = true
-      clearTimeout(guard)
-      resolve({ status, headers, bytes, text: Buffer.concat(keep).toString('utf8'), complete, hung, ms: performance.now() - t0 })
-    }
-    const req = http.request({ host: u.hostname, port: u.port, path, agent: false, headers: { authorization: `Bearer ${KEY}` } }, (res) => {
-      status = res.statusCode ?? 0
-      headers = res.headers
-      res.on('data', (c: Buffer) => {
-        bytes += c.length
-        if (bytes <= 64 * 1024) keep.push(c)
-        opts.onData?.(bytes)
-      })
-      res.on('end', () => done(res.complete))
-      res.on('aborted', () => done(false))
-      res.on('error', () => done(false))
-      res.on('close', () => done(res.complete))
-    })
-    req.on('error', () => done(false))
-    const guard = setTimeout(() => {
-      req.destroy()
-      done(false, true)
-    }, opts.guardMs ?? 8000)
-    req.end()
-  })
-}
-
-/** SPEC §9 error shape with a reason. */
-function assertError(r: Got, status: number, reason: string): void {
-  assert.equal(r.hung, false, `no answer within the guard time (${Math.round(r.ms)} ms)`)
-  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.text.slice(0, 300)}`)
-  assert.equal(r.headers['content-type'], 'application/json')
-  assert.equal(r.headers['cache-control'], 'no-store')
-  const b = JSON.parse(r.text) as { code: number; message: string; reason: string; requestId: string }
-  assert.equal(b.code, status)
-  assert.equal(b.reason, reason)
-  assert.ok(b.message.length > 0)
-  assert.equal(b.requestId, r.headers['x-request-id'])
-}
+/** GET through the proxy with this file's key; never throws, never waits longer than `guardMs`. */
+const get = (p: TestProxy, path: string, opts: Omit<GuardedGetOptions, 'token'> = {}): Promise<Got> => guardedGet(p, path, { ...opts, token: KEY })
+const assertError = assertGotError
 
 /** Open file descriptors of this process (the proxy runs in-process). */
 const fds = (): number => readdirSync('/proc/self/fd').length
@@ -178,11 +119,7 @@ describe('hardening: failing upstreams', () => {
       assertNoSecretsInLogs(px?.logs ?? [])
     })
 
-    const good = async (): Promise<void> => {
-      const r = await get(px, '/good')
-      assert.equal(r.status, 200, 'the proxy keeps serving')
-      assert.equal(r.text, 'ok')
-    }
+    const good = (): Promise<void> => assertStillServes(px, KEY)
 
     for (const [path, what] of [
       ['/garbage', 'a text banner that is not HTTP'],
@@ -340,23 +277,10 @@ describe('hardening: failing upstreams', () => {
     let issuer: TestIssuer
     let up: RecordingUpstream
 
-    const oidcEnv = (): Record<string, string> => ({
-      GATEHOUSE_UPSTREAM_URL: up.url,
-      GATEHOUSE_TLS_ENABLED: 'false',
-      AUTHENTICATION_OIDC_ENABLED: 'true',
-      AUTHENTICATION_OIDC_ISSUER: issuer.url,
-      AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse',
-      AUTHENTICATION_OIDC_USERNAME_CLAIM: 'email',
-    })
+    const env = (): Record<string, string> => oidcEnv(issuer, up, { GATEHOUSE_TLS_ENABLED: 'false' })
     const YAML = 'authentication:\n  oidc:\n    jwks:\n      cooldown: 1s\n      fetchTimeout: 1s\n'
 
-    const ready = async (px: TestProxy): Promise<void> => {
-      const end = Date.now() + 5000
-      while ((await px.admin('/readyz')).status !== 200) {
-        if (Date.now() > end) throw new Error('the proxy did not load the issuer keys')
-        await sleep(50)
-      }
-    }
+    const ready = (px: TestProxy): Promise<void> => waitReady(px, 5000, 'the proxy did not load the issuer keys')
 
     before(async () => {
       issuer = await startIssuer()
@@ -368,7 +292,7 @@ describe('hardening: failing upstreams', () => {
     })
 
     it('requests with known kids stay fast and unknown kids are answered within the fetch timeout; JWKS fetches stay bounded by the cooldown', async () => {
-      const px = await startProxy({ env: oidcEnv(), yaml: YAML })
+      const px = await startProxy({ env: env(), yaml: YAML })
       try {
         await ready(px)
         await sleep(1100) // past the cooldown of the start-up fetch
@@ -437,7 +361,7 @@ describe('hardening: failing upstreams', () => {
     })
 
     it('an issuer slow on both discovery and JWKS (each just under the fetch timeout): an unknown-kid request still waits at most ~the fetch timeout in total', async () => {
-      const px = await startProxy({ env: oidcEnv(), yaml: YAML })
+      const px = await startProxy({ env: env(), yaml: YAML })
       try {
         await ready(px)
         await sleep(1100)

@@ -7,14 +7,14 @@
  * unrelated header untouched (the positive control that the raw list did arrive).
  */
 import assert from 'node:assert/strict'
-import http from 'node:http'
+import type http from 'node:http'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { DEFAULT_IDENTITY_STRIP } from '../../src/http/headers.ts'
 import { bearer as grpcBearer, echoClient, startGrpcServer, unary, type TestGrpcServer } from '../helpers/grpc.ts'
 import { h2close, h2connect, h2request } from '../helpers/h2.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { startRefusingUpgradeUpstream, upgradeStatus, type Handshake, type RefusingUpgradeUpstream } from '../helpers/upgrade.ts'
 import { startUpstream, type Recorded, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'identity-headers-key-51c9e2'
@@ -168,23 +168,17 @@ describe('identity headers: the default strip list', () => {
 
 describe('identity headers: a WebSocket handshake', () => {
   let p: TestProxy
-  let server: http.Server
-  const handshakes: string[][] = []
+  let server: RefusingUpgradeUpstream
 
   before(async () => {
     // An upstream that records the handshake's raw headers and refuses it (no tunnel is needed
     // to see what reached it).
-    server = http.createServer((_req, res) => res.end())
-    server.on('upgrade', (req, socket) => {
-      handshakes.push(req.rawHeaders)
-      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    p = await startProxy({ env: { ...KEY_ENV, GATEHOUSE_UPSTREAM_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}` } })
+    server = await startRefusingUpgradeUpstream()
+    p = await startProxy({ env: { ...KEY_ENV, GATEHOUSE_UPSTREAM_URL: server.url } })
   })
   after(async () => {
     await p.stop()
-    await new Promise<void>((r) => server.close(() => r()))
+    await server.close()
     assertNoSecretsInLogs(p.logs)
   })
 
@@ -193,22 +187,10 @@ describe('identity headers: a WebSocket handshake', () => {
     const u = new URL(p.url)
     const flat = ['Host', u.host, 'Connection', 'Upgrade', 'Upgrade', 'websocket', 'Sec-WebSocket-Version', '13', 'Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ==', 'Authorization', `Bearer ${KEY}`, 'X-Harmless', 'kept-marker']
     for (const [k, v] of spoofs) flat.push(k, v)
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = https.request({ host: u.hostname, port: u.port, path: '/ws', ca: p.ca, agent: false, headers: flat as unknown as http.OutgoingHttpHeaders })
-      req.on('upgrade', (res, socket) => {
-        socket.destroy()
-        resolve(res.statusCode ?? 0)
-      })
-      req.on('response', (res) => {
-        res.resume()
-        res.on('end', () => resolve(res.statusCode ?? 0))
-      })
-      req.on('error', reject)
-      req.end()
-    })
+    const status = await upgradeStatus(p, '/ws', flat)
     assert.equal(status, 403, 'the upstream’s refusal is relayed')
-    assert.equal(handshakes.length, 1)
-    const rawHeaders = handshakes[0] as string[]
+    assert.equal(server.handshakes.length, 1)
+    const rawHeaders = (server.handshakes[0] as Handshake).rawHeaders
     const rec: Recorded = { method: 'GET', url: '/ws', headers: {}, rawHeaders, bodyBytes: 0, complete: true, aborted: false }
     assertClean(rec, spoofs)
   })

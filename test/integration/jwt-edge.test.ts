@@ -9,33 +9,14 @@ import assert from 'node:assert/strict'
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
-import { assertNoSecretsInLogs, startProxy, type TestProxy } from '../helpers/proxy.ts'
+import { oidcEnv, startIssuer, type TestIssuer } from '../helpers/issuer.ts'
+import { assertNoSecretsInLogs, startProxy, waitReady, type TestProxy } from '../helpers/proxy.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const COOLDOWN_MS = 200
 // A short refetch cooldown, so that a changed JWKS is picked up by the next unknown kid.
 const YAML = `tls:\n  enabled: false\nauthentication:\n  oidc:\n    jwks:\n      cooldown: ${COOLDOWN_MS}ms\n      fetchTimeout: 1s\n`
-
-function oidcEnv(issuer: TestIssuer, up: RecordingUpstream, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    GATEHOUSE_UPSTREAM_URL: up.url,
-    AUTHENTICATION_OIDC_ENABLED: 'true',
-    AUTHENTICATION_OIDC_ISSUER: issuer.url,
-    AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse',
-    AUTHENTICATION_OIDC_USERNAME_CLAIM: 'email',
-    ...extra,
-  }
-}
-
-async function ready(gh: TestProxy): Promise<void> {
-  const end = Date.now() + 5000
-  while ((await gh.admin('/readyz')).status !== 200) {
-    if (Date.now() > end) throw new Error('proxy not ready')
-    await sleep(50)
-  }
-}
 
 /** Expect a refusal: status, reason, and nothing at the upstream. */
 async function refused(gh: TestProxy, up: RecordingUpstream, token: string, status: number, reason: string): Promise<void> {
@@ -65,8 +46,8 @@ describe('JWT claims: blank user name, azp with several audiences', () => {
     up = await startUpstream()
     gh = await startProxy({ env: oidcEnv(issuer, up), yaml: YAML })
     skip = await startProxy({ env: oidcEnv(issuer, up, { AUTHENTICATION_OIDC_SKIP_CLIENT_ID_CHECK: 'true' }), yaml: YAML })
-    await ready(gh)
-    await ready(skip)
+    await waitReady(gh)
+    await waitReady(skip)
   })
   after(async () => {
     await gh.stop()
@@ -121,7 +102,7 @@ describe('JWKS documents: empty or unusable, use/key_ops, private members', () =
     second = await issuer.keys.addKey('RS256')
     up = await startUpstream()
     gh = await startProxy({ env: oidcEnv(issuer, up), yaml: YAML })
-    await ready(gh)
+    await waitReady(gh)
   })
   after(async () => {
     await gh.stop()
@@ -206,7 +187,7 @@ describe('attacker-chosen token header values are logged bounded and escaped', (
       env: oidcEnv(issuer, up),
       yaml: `${YAML}    maxTokenBytes: 64KiB\nlimits:\n  maxHeaderBytes: 64KiB\n`,
     })
-    await ready(gh)
+    await waitReady(gh)
   })
   after(async () => {
     await gh.stop()

@@ -8,24 +8,19 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
-import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { oidcEnv as issuerEnv, startIssuer, type TestIssuer } from '../helpers/issuer.ts'
+import { assertNoSecretsInLogs, startProxy, usedSecrets, waitReady, type TestProxy } from '../helpers/proxy.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const now = (): number => Math.floor(Date.now() / 1000)
 
 function oidcEnv(issuer: TestIssuer, up: RecordingUpstream, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    GATEHOUSE_UPSTREAM_URL: up.url,
+  return issuerEnv(issuer, up, {
     GATEHOUSE_UPSTREAM_PROFILE: 'weaviate',
-    AUTHENTICATION_OIDC_ENABLED: 'true',
-    AUTHENTICATION_OIDC_ISSUER: issuer.url,
-    AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse',
-    AUTHENTICATION_OIDC_USERNAME_CLAIM: 'email',
     AUTHENTICATION_OIDC_GROUPS_CLAIM: 'groups',
     AUTHENTICATION_OIDC_SCOPES: 'openid,email',
     ...extra,
-  }
+  })
 }
 
 // Short cooldown so rotation is observable without waiting 30 s.
@@ -48,7 +43,7 @@ describe('OIDC: valid tokens and every classic attack', () => {
     issuer = await startIssuer({ audience: 'gatehouse' })
     up = await startUpstream()
     gh = await startProxy({ env: oidcEnv(issuer, up), yaml: FAST_JWKS })
-    await waitFor(async () => (await gh.admin('/readyz')).status === 200)
+    await waitReady(gh)
   })
   after(async () => {
     await gh.stop()
@@ -135,7 +130,7 @@ describe('OIDC: key rotation and unknown kids', () => {
     issuer = await startIssuer()
     up = await startUpstream()
     gh = await startProxy({ env: oidcEnv(issuer, up), yaml: FAST_JWKS })
-    await waitFor(async () => (await gh.admin('/readyz')).status === 200)
+    await waitReady(gh)
   })
   after(async () => {
     await gh.stop()
@@ -159,7 +154,7 @@ describe('OIDC: key rotation and unknown kids', () => {
     // must bound the fetches on its own, so the throttle is off here.
     const gh3 = await startProxy({ env: oidcEnv(issuer, up), yaml: FAST_JWKS.replace('cooldown: 300ms', 'cooldown: 3s').replace('authentication:\n', 'authentication:\n  failureThrottle:\n    enabled: false\n') })
     try {
-      await waitFor(async () => (await gh3.admin('/readyz')).status === 200)
+      await waitReady(gh3)
       await new Promise((r) => setTimeout(r, 3100))
       issuer.resetHits()
       up.reset()
@@ -210,7 +205,7 @@ describe('OIDC: the issuer goes down', () => {
   it('after warm-up, fresh tokens keep working while the issuer is down; a restart during the outage still validates from persisted keys', async () => {
     const env = oidcEnv(issuer, up, { GATEHOUSE_STATE_DIR: state })
     const gh1 = await startProxy({ env, yaml: FAST_JWKS })
-    await waitFor(async () => (await gh1.admin('/readyz')).status === 200)
+    await waitReady(gh1)
     assert.equal((await gh1.request('/v1/schema', { token: await issuer.sign({ email: 'w@x' }) })).status, 200)
     await issuer.stop()
     assert.equal((await gh1.request('/v1/schema', { token: await issuer.sign({ email: 'during@x' }) })).status, 200)

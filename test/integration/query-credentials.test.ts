@@ -6,12 +6,11 @@
  * order; no log line holds a token (docs/security.md, docs/configuration.md).
  */
 import assert from 'node:assert/strict'
-import http from 'node:http'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { h2close, h2connect, h2request } from '../helpers/h2.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { startRefusingUpgradeUpstream, upgradeStatus, type RefusingUpgradeUpstream } from '../helpers/upgrade.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'query-cred-key-7d21a9f0'
@@ -180,47 +179,24 @@ describe('query credentials: query tokens on', () => {
 
 describe('query credentials: a WebSocket handshake', () => {
   let p: TestProxy
-  let server: http.Server
-  const urls: string[] = []
+  let server: RefusingUpgradeUpstream
 
   before(async () => {
-    server = http.createServer((_req, res) => res.end())
-    server.on('upgrade', (req, socket) => {
-      urls.push(req.url ?? '')
-      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    p = await startProxy({ env: { ...KEY_ENV, GATEHOUSE_UPSTREAM_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }, yaml: 'authentication:\n  allowQueryToken: true\n' })
+    server = await startRefusingUpgradeUpstream()
+    p = await startProxy({ env: { ...KEY_ENV, GATEHOUSE_UPSTREAM_URL: server.url }, yaml: 'authentication:\n  allowQueryToken: true\n' })
   })
   after(async () => {
     await p.stop()
-    await new Promise<void>((r) => server.close(() => r()))
+    await server.close()
     assertNoSecretsInLogs(p.logs, [KEY, ...SECRETS])
   })
 
   it('a browser-style `?access_token=` on the upgrade authenticates and never reaches the upstream’s handshake', async () => {
-    const u = new URL(p.url)
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = https.request({
-        host: u.hostname,
-        port: u.port,
-        path: `/ws?${interleave([`access_token=${KEY}`, `api_key=${SECRETS[0]}`])}`,
-        ca: p.ca,
-        agent: false,
-        headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' },
-      })
-      req.on('upgrade', (res, socket) => {
-        socket.destroy()
-        resolve(res.statusCode ?? 0)
-      })
-      req.on('response', (res) => {
-        res.resume()
-        res.on('end', () => resolve(res.statusCode ?? 0))
-      })
-      req.on('error', reject)
-      req.end()
-    })
+    const status = await upgradeStatus(p, `/ws?${interleave([`access_token=${KEY}`, `api_key=${SECRETS[0]}`])}`, { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })
     assert.equal(status, 403, 'authenticated, and the upstream’s own refusal relayed')
-    assert.deepEqual(urls, [`/ws?${REST_QUERY}`])
+    assert.deepEqual(
+      server.handshakes.map((h) => h.url),
+      [`/ws?${REST_QUERY}`],
+    )
   })
 })

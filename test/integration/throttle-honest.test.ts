@@ -14,8 +14,8 @@ import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
 import { h2request } from '../helpers/h2.ts'
-import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
-import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { oidcEnv, startIssuer, type TestIssuer } from '../helpers/issuer.ts'
+import { assertNoSecretsInLogs, startProxy, usedSecrets, waitReady, type TestProxy } from '../helpers/proxy.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const PROVEN = 'honest-proven-key-7c41d2e9'
@@ -55,25 +55,12 @@ function get(url: string, from: string, token?: string, headers: Record<string, 
 }
 
 function env(issuer: TestIssuer, up: { readonly url: string }): Record<string, string> {
-  return {
-    GATEHOUSE_UPSTREAM_URL: up.url,
+  return oidcEnv(issuer, up, {
     GATEHOUSE_TLS_ENABLED: 'false',
-    AUTHENTICATION_OIDC_ENABLED: 'true',
-    AUTHENTICATION_OIDC_ISSUER: issuer.url,
-    AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse',
-    AUTHENTICATION_OIDC_USERNAME_CLAIM: 'email',
     AUTHENTICATION_APIKEY_ENABLED: 'true',
     AUTHENTICATION_APIKEY_ALLOWED_KEYS: `${PROVEN},${NEVER}`,
     AUTHENTICATION_APIKEY_USERS: 'alice,bob',
-  }
-}
-
-async function waitReady(gh: TestProxy): Promise<void> {
-  const end = Date.now() + 5000
-  while ((await gh.admin('/readyz')).status !== 200) {
-    if (Date.now() > end) throw new Error('proxy not ready')
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  })
 }
 
 describe('a blocked address still serves its honest clients; only unproven credentials get 429', () => {

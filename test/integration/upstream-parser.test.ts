@@ -14,6 +14,7 @@ import http from 'node:http'
 import net, { type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
+import { assertGotError, assertStillServes, guardedGet, type Got, type GuardedGetOptions } from '../helpers/guardedGet.ts'
 import { assertNoSecretsInLogs, startProxy, type TestProxy } from '../helpers/proxy.ts'
 import { startRawUpstream, type RawAction, type RawUpstream } from '../helpers/rawUpstream.ts'
 
@@ -73,54 +74,9 @@ function headLines(bytes: string): { status: number; lines: [string, string][]; 
   return { status: Number(statusLine!.split(' ')[1]), lines, rest: bytes.slice(end + 4) }
 }
 
-interface Got {
-  status: number
-  headers: http.IncomingHttpHeaders
-  text: string
-  complete: boolean
-  ms: number
-}
-
-/** GET through the proxy with node:http on a fresh connection; never throws. */
-function get(p: TestProxy, path: string, guardMs = 8000): Promise<Got> {
-  const u = new URL(p.url)
-  const t0 = performance.now()
-  return new Promise((resolve) => {
-    let status = 0
-    let headers: http.IncomingHttpHeaders = {}
-    let text = ''
-    let settled = false
-    const done = (complete: boolean): void => {
-      if (settled) return
-      settled = true
-      clearTimeout(guard)
-      resolve({ status, headers, text, complete, ms: performance.now() - t0 })
-    }
-    const r = http.request({ host: u.hostname, port: u.port, path, agent: false, headers: { authorization: `Bearer ${KEY}` } }, (res) => {
-      status = res.statusCode ?? 0
-      headers = res.headers
-      res.on('data', (c: Buffer) => (text += c.toString('latin1')))
-      res.on('end', () => done(res.complete))
-      res.on('error', () => done(false))
-      res.on('close', () => done(res.complete))
-    })
-    r.on('error', () => done(false))
-    const guard = setTimeout(() => {
-      r.destroy()
-      done(false)
-    }, guardMs)
-    r.end()
-  })
-}
-
-function assertError(r: Got, status: number, reason: string): void {
-  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.text.slice(0, 300)}`)
-  assert.equal(r.headers['content-type'], 'application/json')
-  assert.equal(r.headers['cache-control'], 'no-store')
-  const body = JSON.parse(r.text) as { code: number; reason: string; message: string }
-  assert.equal(body.code, status)
-  assert.equal(body.reason, reason)
-}
+/** GET through the proxy with this file's key; never throws, never waits longer than `guardMs`. */
+const get = (p: TestProxy, path: string, opts: Omit<GuardedGetOptions, 'token'> = {}): Promise<Got> => guardedGet(p, path, { ...opts, token: KEY })
+const assertError = assertGotError
 
 const CHUNKS = 'hello'
 const RAW: Record<string, RawAction> = {
@@ -166,10 +122,16 @@ describe('upstream parser, second round (issue 13)', () => {
     assertNoSecretsInLogs(px?.logs ?? [])
   })
 
-  const good = async (): Promise<void> => {
-    const r = await get(px, '/good')
-    assert.equal(r.status, 200, 'the proxy keeps serving')
-    assert.equal(r.text, 'ok')
+  const good = (): Promise<void> => assertStillServes(px, KEY)
+
+  /** 502 ERR_UPSTREAM_BAD_RESPONSE with nothing of the body relayed, the request sent upstream once, and the proxy still serving. */
+  const refusedUnrelayed = async (path: string): Promise<void> => {
+    raw.reset()
+    const r = await get(px, path)
+    assertError(r, 502, 'ERR_UPSTREAM_BAD_RESPONSE')
+    assert.doesNotMatch(r.text, /hello/)
+    assert.equal(raw.heads.length, 1)
+    await good()
   }
 
   for (const path of ['/cl-list', '/cl-twice']) {
@@ -190,12 +152,7 @@ describe('upstream parser, second round (issue 13)', () => {
 
   for (const path of ['/cl-list-differ', '/cl-twice-differ']) {
     it(`differing Content-Length values (${path}) → 502 ERR_UPSTREAM_BAD_RESPONSE, nothing relayed`, async () => {
-      raw.reset()
-      const r = await get(px, path)
-      assertError(r, 502, 'ERR_UPSTREAM_BAD_RESPONSE')
-      assert.doesNotMatch(r.text, /hello/)
-      assert.equal(raw.heads.length, 1)
-      await good()
+      await refusedUnrelayed(path)
     })
   }
 
@@ -244,7 +201,7 @@ describe('upstream parser, second round (issue 13)', () => {
   ] as const) {
     it(`bare line ends in the head (${what}) → 502 ERR_UPSTREAM_BAD_RESPONSE at once, well before the 20 s headers timeout`, async () => {
       raw.reset()
-      const r = await get(px, path, 15_000)
+      const r = await get(px, path, { guardMs: 15_000 })
       assertError(r, 502, 'ERR_UPSTREAM_BAD_RESPONSE')
       assert.ok(r.ms < 5000, `answered after ${Math.round(r.ms)} ms`)
       assert.equal(raw.heads.length, 1, 'the request did reach the upstream')
@@ -257,23 +214,13 @@ describe('upstream parser, second round (issue 13)', () => {
     ['/chunk-ext-ws', 'a chunk extension with whitespace (`5 ; a = b`)'],
   ] as const) {
     it(`${what} → 502 ERR_UPSTREAM_BAD_RESPONSE, nothing of the body relayed`, async () => {
-      raw.reset()
-      const r = await get(px, path)
-      assertError(r, 502, 'ERR_UPSTREAM_BAD_RESPONSE')
-      assert.doesNotMatch(r.text, /hello/)
-      assert.equal(raw.heads.length, 1)
-      await good()
+      await refusedUnrelayed(path)
     })
   }
 
   for (const path of ['/chunk-bad-first', '/chunk-bad-first-split']) {
     it(`a good head with a chunked body malformed at its first byte (${path}) → 502 JSON, not a cut connection`, async () => {
-      raw.reset()
-      const r = await get(px, path)
-      assertError(r, 502, 'ERR_UPSTREAM_BAD_RESPONSE')
-      assert.doesNotMatch(r.text, /hello/)
-      assert.equal(raw.heads.length, 1)
-      await good()
+      await refusedUnrelayed(path)
     })
   }
 
