@@ -298,6 +298,11 @@ function readOnly(s: IssuerStore): IssuerStore {
     finishAttempt: refuse,
     clearLocks: refuse,
     putSetting: refuse,
+    getSession: (h) => s.getSession(h),
+    putSession: refuse,
+    touchSession: refuse,
+    deleteSession: refuse,
+    deleteSessionsOf: refuse,
     deleteSetting: refuse,
   }
 }

@@ -12,7 +12,8 @@
  * - Logins reserve a lockout slot before the password is checked, so parallel wrong attempts
  *   can never exceed the limit; unknown names take the same path and the same time.
  * - Failed logins are also counted per client address across all names (`loginThrottle`):
- *   the per-account lockout cannot see one password sprayed over many names.
+ *   the per-account lockout cannot see one password sprayed over many names. Those attempts
+ *   are reserved before the hash too, so a parallel burst cannot exceed that limit either.
  * - The first `admin` gets `admin` (to be changed) only while the admin listener is bound to
  *   loopback; on a network address it gets GATEHOUSE_ADMIN_PASSWORD or a random password
  *   written once to `<stateDir>/initial-admin-password` (see `#bootstrap`).
@@ -207,7 +208,10 @@ export class LocalIssuer implements JwtVerifier {
   /**
    * `POST /api/v2/login`. A malformed body is 400 before anything is counted or hashed; a
    * blocked address is 429 before the lockout or the password is looked at, so a sprayed
-   * password that happens to be right is not confirmed either.
+   * password that happens to be right is not confirmed either. The address's attempt is
+   * reserved before the hash, so an address whose failures plus attempts in flight reach
+   * `loginThrottle.maxFailures` is 429 too: a parallel burst gets no more answers than a
+   * sequential one.
    *
    * @throws ERR_BAD_REQUEST, ERR_TOO_MANY_FAILURES, ERR_ACCOUNT_LOCKED, ERR_LOGIN_FAILED
    */
@@ -215,20 +219,19 @@ export class LocalIssuer implements JwtVerifier {
     const { username, password } = loginFields(name, pw)
     const key = meta.client
     const throttle = key === undefined ? undefined : this.#throttle
-    throttle?.check(key as string)
+    // Reserved on arrival, settled after the hash: a burst cannot outrun the count (auth/throttle.ts `reserve`).
+    throttle?.reserve(key as string)
     let user: UserRecord
+    let failed = false
     try {
       user = await this.#checkPassword(username, password, meta)
     } catch (e) {
-      if (throttle !== undefined && (e as GatehouseError).code === 'ERR_LOGIN_FAILED') {
-        throttle.fail(key as string)
-        try {
-          throttle.check(key as string)
-        } catch {
-          audit(this.#logger, { event: 'login.address_blocked', actor: undefined, target: undefined, ...meta, outcome: 'success', extra: { blockedForSeconds: Math.round(this.#c.loginThrottle.blockDuration / 1000) } })
-        }
-      }
+      failed = (e as GatehouseError).code === 'ERR_LOGIN_FAILED'
       throw e
+    } finally {
+      if (throttle?.settle(key as string, failed) === true) {
+        audit(this.#logger, { event: 'login.address_blocked', actor: undefined, target: undefined, ...meta, outcome: 'success', extra: { blockedForSeconds: Math.round(this.#c.loginThrottle.blockDuration / 1000) } })
+      }
     }
     return this.#issue(user, randomUUID())
   }
@@ -354,6 +357,7 @@ export class LocalIssuer implements JwtVerifier {
   async deleteUser(caller: Principal, username: string): Promise<void> {
     if (username === caller.user) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'you cannot delete yourself' })
     if (!(await this.#store.deleteUser(username))) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    await this.#store.deleteSessionsOf(username, 'local')
   }
 
   /** `PUT /api/v2/users/password`. Revokes every earlier token of the user. */
@@ -374,12 +378,14 @@ export class LocalIssuer implements JwtVerifier {
     assertPasswordPolicy(body.new_password)
     const gen = await this.#store.setPassword(target, await hashPassword(body.new_password), false)
     if (gen === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    await this.#store.deleteSessionsOf(target, 'local') // SPEC §10: a password change ends every session
     return target
   }
 
   /** `DELETE /api/v2/users/{user}/revoke`. */
   async revoke(username: string): Promise<void> {
     if ((await this.#store.bumpGeneration(username)) === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    await this.#store.deleteSessionsOf(username, 'local') // SPEC §10: revoke-tokens ends every session
   }
 
   // --- policy and banner ----------------------------------------------------------------

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { GatehouseError } from '../errors.ts'
 import { writeFileAtomic } from './atomic.ts'
-import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, UserRecord } from './store.ts'
+import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, SessionRecord, SessionTouch, UserRecord } from './store.ts'
 
 interface Files {
   users: Record<string, UserRecord>
@@ -17,23 +17,34 @@ interface Files {
   revokedFamilies: Record<string, number>
   lockout: Record<string, LockState>
   settings: Record<string, unknown>
+  sessions: Record<string, SessionRecord>
 }
 
 // Failure counters of unknown names could be sprayed without bound; beyond this many the
 // oldest unlocked entries are dropped.
 const MAX_LOCK_ENTRIES = 100_000
+// A touch (every request of a session) rewrites sessions.json at most this often; memory is
+// always current, so only a restart can see a lastSeenAt up to this much older (the safe side:
+// the session idles out earlier, never later).
+const SESSION_TOUCH_PERSIST_MS = 60_000
 const UNLOCKED: LockState = Object.freeze({ failures: 0, pending: 0, lockedUntil: 0 })
 
-const EMPTY: { readonly [K in keyof Files]: () => Files[K] } = { users: () => ({}), refresh: () => ({}), revokedFamilies: () => ({}), lockout: () => ({}), settings: () => ({}) }
+const EMPTY: { readonly [K in keyof Files]: () => Files[K] } = { users: () => ({}), refresh: () => ({}), revokedFamilies: () => ({}), lockout: () => ({}), settings: () => ({}), sessions: () => ({}) }
 
 export class FileStore implements IssuerStore {
   readonly #dir: string
   readonly #d: Files
   /** The text last written (or read) per file: what a failed write rolls back to. */
   readonly #saved = new Map<keyof Files, string>()
+  readonly #touchPersistMs: number
+  #sessionsSavedAt = 0
 
-  /** Open (or create) the store in `<stateDir>/store`. Unreadable files are an error, not an empty store. */
-  constructor(stateDir: string) {
+  /**
+   * Open (or create) the store in `<stateDir>/store`. Unreadable files are an error, not an empty
+   * store. `sessionTouchPersistMs`: how often session touches alone rewrite the file (default 60 s).
+   */
+  constructor(stateDir: string, opts: { readonly sessionTouchPersistMs?: number } = {}) {
+    this.#touchPersistMs = opts.sessionTouchPersistMs ?? SESSION_TOUCH_PERSIST_MS
     this.#dir = path.join(stateDir, 'store')
     this.#d = {
       users: this.#load('users', {}),
@@ -41,7 +52,9 @@ export class FileStore implements IssuerStore {
       revokedFamilies: this.#load('revokedFamilies', {}),
       lockout: this.#load('lockout', {}),
       settings: this.#load('settings', {}),
+      sessions: this.#load('sessions', {}),
     }
+    this.#sweepSessions(Date.now())
     // Attempts in flight do not survive a restart.
     for (const [k, v] of Object.entries(this.#d.lockout)) this.#d.lockout[k] = { ...v, pending: 0 }
   }
@@ -80,6 +93,7 @@ export class FileStore implements IssuerStore {
       throw new GatehouseError('ERR_STORE_UNAVAILABLE', { detail: `writing ${name}.json: ${code}`, cause: e })
     }
     this.#saved.set(name, text)
+    if (name === 'sessions') this.#sessionsSavedAt = Date.now()
   }
 
   async getUser(username: string): Promise<UserRecord | undefined> {
@@ -224,6 +238,64 @@ export class FileStore implements IssuerStore {
     }
   }
 
+  /** Drop sessions that are idle-expired or past their absolute expiry; true when any was dropped. */
+  #sweepSessions(now: number): boolean {
+    let dropped = false
+    for (const [k, v] of Object.entries(this.#d.sessions)) {
+      if (sessionEnd(v, now) !== undefined) {
+        delete this.#d.sessions[k]
+        dropped = true
+      }
+    }
+    return dropped
+  }
+
+  async putSession(hash: string, s: SessionRecord): Promise<void> {
+    // Expired sessions are swept as new ones arrive, so the file stays small (judged by the new
+    // session's creation time: the caller's clock).
+    this.#sweepSessions(s.createdAt)
+    this.#d.sessions[hash] = s
+    this.#save('sessions')
+  }
+
+  async getSession(hash: string): Promise<SessionRecord | undefined> {
+    return Object.hasOwn(this.#d.sessions, hash) ? this.#d.sessions[hash] : undefined
+  }
+
+  async touchSession(hash: string, now: number): Promise<SessionTouch> {
+    const s = Object.hasOwn(this.#d.sessions, hash) ? (this.#d.sessions[hash] as SessionRecord) : undefined
+    if (s === undefined) return { ok: false, reason: 'unknown' }
+    const end = sessionEnd(s, now)
+    if (end !== undefined) {
+      delete this.#d.sessions[hash]
+      this.#save('sessions')
+      return { ok: false, reason: end }
+    }
+    const next: SessionRecord = { ...s, lastSeenAt: Math.max(s.lastSeenAt, now) }
+    this.#d.sessions[hash] = next
+    if (Date.now() - this.#sessionsSavedAt >= this.#touchPersistMs) this.#save('sessions')
+    return { ok: true, session: next }
+  }
+
+  async deleteSession(hash: string): Promise<boolean> {
+    if (!Object.hasOwn(this.#d.sessions, hash)) return false
+    delete this.#d.sessions[hash]
+    this.#save('sessions')
+    return true
+  }
+
+  async deleteSessionsOf(username: string, method?: SessionRecord['method']): Promise<number> {
+    let n = 0
+    for (const [k, v] of Object.entries(this.#d.sessions)) {
+      if (v.username === username && (method === undefined || v.method === method)) {
+        delete this.#d.sessions[k]
+        n++
+      }
+    }
+    if (n > 0) this.#save('sessions')
+    return n
+  }
+
   async getSetting<T>(key: string): Promise<T | undefined> {
     return Object.hasOwn(this.#d.settings, key) ? (this.#d.settings[key] as T) : undefined
   }
@@ -238,4 +310,11 @@ export class FileStore implements IssuerStore {
     delete this.#d.settings[key]
     this.#save('settings')
   }
+}
+
+/** Why a session is over at `now`, or undefined while it lives. */
+function sessionEnd(s: SessionRecord, now: number): 'idle-expired' | 'expired' | undefined {
+  if (now >= s.expiresAt) return 'expired'
+  if (now - s.lastSeenAt >= s.idleTimeoutMs) return 'idle-expired'
+  return undefined
 }

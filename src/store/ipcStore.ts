@@ -11,7 +11,7 @@
 import type { Worker } from 'node:cluster'
 import { GatehouseError, type ErrorCode } from '../errors.ts'
 import type { FileStore } from './fileStore.ts'
-import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, UserRecord } from './store.ts'
+import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, SessionRecord, SessionTouch, UserRecord } from './store.ts'
 
 type Op = Exclude<keyof FileStore, 'generationSync' | 'familyRevokedSync' | 'onSettingChange'>
 
@@ -145,6 +145,24 @@ export class IpcStore implements IssuerStore {
   }
   clearLocks(): Promise<void> {
     return this.#call('clearLocks', []) as Promise<void>
+  }
+  // Sessions are not mirrored: every check is a touch in the primary, so ending one is
+  // immediate for every worker without a broadcast.
+  putSession(hash: string, r: SessionRecord): Promise<void> {
+    return this.#call('putSession', [hash, r]) as Promise<void>
+  }
+  getSession(hash: string): Promise<SessionRecord | undefined> {
+    return this.#call('getSession', [hash]) as Promise<SessionRecord | undefined>
+  }
+  touchSession(hash: string, now: number): Promise<SessionTouch> {
+    return this.#call('touchSession', [hash, now]) as Promise<SessionTouch>
+  }
+  deleteSession(hash: string): Promise<boolean> {
+    return this.#call('deleteSession', [hash]) as Promise<boolean>
+  }
+  deleteSessionsOf(username: string, method?: SessionRecord['method']): Promise<number> {
+    // IPC carries JSON: an undefined argument would arrive as null and match no method.
+    return this.#call('deleteSessionsOf', method === undefined ? [username] : [username, method]) as Promise<number>
   }
   getSetting<T>(key: string): Promise<T | undefined> {
     return this.#call('getSetting', [key]) as Promise<T | undefined>

@@ -48,6 +48,37 @@ export interface LockPolicy {
 /** Result of reserving a login attempt. */
 export type AttemptSlot = { readonly ok: true } | { readonly ok: false; readonly retryAfterMs: number }
 
+/**
+ * A signed-in person's session (web console on the admin listener, browser sign-in on the data
+ * listener), stored under the SHA-256 of its id: the id itself lives only in the client's
+ * cookie, so a copy of the store yields no usable cookie. See docs/sessions.md.
+ */
+export interface SessionRecord {
+  readonly kind: 'console' | 'browser'
+  readonly username: string
+  readonly method: 'local' | 'oidc'
+  readonly groups: readonly string[]
+  readonly email?: string
+  /** A local user's token generation at sign-in: the session dies when it moves on. */
+  readonly generation?: number
+  /** Per-session CSRF token (random, base64url), compared in constant time. */
+  readonly csrfToken: string
+  readonly createdAt: number
+  readonly lastSeenAt: number
+  /** Idle timeout of this session (ms), fixed at creation. */
+  readonly idleTimeoutMs: number
+  /** Absolute expiry (epoch ms): createdAt + the absolute lifetime. */
+  readonly expiresAt: number
+  /**
+   * OIDC sign-in only: the provider's tokens, sealed (AES-256-GCM) under a key derived from the
+   * session id, which the store never holds — so the store alone yields no refresh token.
+   */
+  readonly oidc?: { readonly issuer: string; readonly sealed: string; readonly expiresAt: number }
+}
+
+/** Outcome of `touchSession`: the extended session, or why there is none (an expired one is deleted). */
+export type SessionTouch = { readonly ok: true; readonly session: SessionRecord } | { readonly ok: false; readonly reason: 'unknown' | 'idle-expired' | 'expired' }
+
 export interface StateStore {
   getUser(username: string): Promise<UserRecord | undefined>
   listUsers(): Promise<UserRecord[]>
@@ -72,6 +103,20 @@ export interface StateStore {
   finishAttempt(name: string, success: boolean, policy: LockPolicy, now: number): Promise<LockState>
   lockState(name: string, now: number): Promise<LockState>
   clearLocks(): Promise<void>
+
+  /** Store a new session under the SHA-256 (base64url) of its id. */
+  putSession(hash: string, s: SessionRecord): Promise<void>
+  /** Read a session as stored (no expiry check). */
+  getSession(hash: string): Promise<SessionRecord | undefined>
+  /**
+   * One atomic step: refuse (and delete) a session that is idle-expired (`now - lastSeenAt >=
+   * idleTimeoutMs`) or past `expiresAt`, else move `lastSeenAt` to `now` and return it.
+   */
+  touchSession(hash: string, now: number): Promise<SessionTouch>
+  /** End one session; false when there was none. */
+  deleteSession(hash: string): Promise<boolean>
+  /** End every session of `username` (only those signed in with `method`, when given); how many ended. */
+  deleteSessionsOf(username: string, method?: SessionRecord['method']): Promise<number>
 
   getSetting<T>(key: string): Promise<T | undefined>
   putSetting(key: string, value: unknown): Promise<void>
