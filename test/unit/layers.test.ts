@@ -18,6 +18,7 @@ const FLOORS: readonly (readonly string[])[] = [
   ['http'], // shared HTTP pieces: target parsing, header policy, error responses, hop-by-hop list
   ['store'],
   ['config'],
+  ['session'], // console and browser sessions: the model, cookies, CSRF, return paths (store below, issuer above)
   ['tls', 'upstream'],
   ['authz'],
   ['auth'],
