@@ -102,6 +102,28 @@ export async function startUpstream(): Promise<RecordingUpstream> {
   }
 }
 
+/**
+ * An upstream on 127.0.0.1:0 that stops reading each request body for `pauseMs` (backpressure
+ * all the way back to the client), then reads it whole and answers `ok`.
+ */
+export async function startSlowReader(pauseMs: number): Promise<{ url: string; received(): number; close(): Promise<void> }> {
+  let received = 0
+  const server = http.createServer((req, res) => {
+    req.pause()
+    setTimeout(() => {
+      req.on('data', (c: Buffer) => (received += c.length))
+      req.on('end', () => res.end('ok'))
+      req.resume()
+    }, pauseMs)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received: () => received,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  }
+}
+
 /** A port on 127.0.0.1 that nothing listens on (bound, then closed): a refused upstream. */
 export async function closedPort(): Promise<number> {
   const s = http.createServer()

@@ -10,7 +10,6 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
@@ -21,7 +20,7 @@ import { h2connect, h2request } from '../helpers/h2.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
 import { assertJsonError, assertUpstreamSawNothing, connect, responses, sleep, type Conn } from '../helpers/rawClient.ts'
-import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+import { startSlowReader, startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const KEY = 'edge-second-round-key-7f3a91'
 const AUTH = `Authorization: Bearer ${KEY}\r\n`
@@ -398,26 +397,16 @@ describe('(listen.timeouts.minBodyRate) a body that drips below the rate is cut;
 
 describe('(listen.timeouts.minBodyRate) blames only the client: upstream backpressure is not a slow body', () => {
   it('an upstream that stops reading for 2.5 s does not turn an 8 MiB upload into a 408 (rate 1000 bytes/s, window 500 ms, grace 200 ms)', async () => {
-    let received = 0
-    const slowReader = http.createServer((req, res) => {
-      req.pause()
-      setTimeout(() => {
-        req.on('data', (c: Buffer) => (received += c.length))
-        req.on('end', () => res.end('ok'))
-        req.resume()
-      }, 2500)
-    })
-    await new Promise<void>((r) => slowReader.listen(0, '127.0.0.1', r))
-    const port = (slowReader.address() as AddressInfo).port
-    const gh = await startProxy({ yaml: `tls:\n  enabled: false\nlisten:\n  timeouts:\n    minBodyRate: 1000\n    bodyRateWindow: 500ms\n    bodyRateGrace: 200ms\nupstream:\n  url: http://127.0.0.1:${port}\n` })
+    const slowReader = await startSlowReader(2500)
+    const gh = await startProxy({ yaml: `tls:\n  enabled: false\nlisten:\n  timeouts:\n    minBodyRate: 1000\n    bodyRateWindow: 500ms\n    bodyRateGrace: 200ms\nupstream:\n  url: ${slowReader.url}\n` })
     try {
       const SIZE = 8 * 1024 * 1024
       const r = await gh.request('/upload', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(SIZE, 7) })
       assert.equal(r.status, 200, r.text)
-      assert.equal(received, SIZE)
+      assert.equal(slowReader.received(), SIZE)
     } finally {
       await gh.stop()
-      await new Promise<void>((r) => slowReader.close(() => r()))
+      await slowReader.close()
     }
   })
 })

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
-import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+import { startSlowReader, startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -406,25 +406,16 @@ describe('the state store’s disk full or read-only: login fails with 503, othe
 
 describe('listen.timeouts.body blames only the client', () => {
   it('an upstream that stops reading for 2.5 s (backpressure) does not turn an 8 MiB upload into a 408 with a 1 s body timeout', async () => {
-    let received = 0
-    const slowReader = http.createServer((req, res) => {
-      req.pause()
-      setTimeout(() => {
-        req.on('data', (c: Buffer) => (received += c.length))
-        req.on('end', () => res.end('ok'))
-        req.resume()
-      }, 2500)
-    })
-    await new Promise<void>((r) => slowReader.listen(0, '127.0.0.1', r))
-    const gh = await startProxy({ yaml: `tls:\n  enabled: false\nlisten:\n  timeouts:\n    body: 1s\nupstream:\n  url: http://127.0.0.1:${(slowReader.address() as AddressInfo).port}\n` })
+    const slowReader = await startSlowReader(2500)
+    const gh = await startProxy({ yaml: `tls:\n  enabled: false\nlisten:\n  timeouts:\n    body: 1s\nupstream:\n  url: ${slowReader.url}\n` })
     try {
       const SIZE = 8 * 1024 * 1024
       const r = await gh.request('/upload', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(SIZE, 7) })
       assert.equal(r.status, 200, r.text)
-      assert.equal(received, SIZE)
+      assert.equal(slowReader.received(), SIZE)
     } finally {
       await gh.stop()
-      await new Promise<void>((r) => slowReader.close(() => r()))
+      await slowReader.close()
     }
   })
 })
