@@ -132,7 +132,9 @@ function bad(detail: string): GatehouseError {
  * leaks even when gatehouse never used it. Names are compared percent-decoded (Go's
  * url.ParseQuery, Node's URLSearchParams and most servers decode names, so `access%5Ftoken` is
  * `access_token` to the upstream) and case-insensitively (a spelling the upstream ignores would
- * still end up in its logs). `key` and `token` alone are too common to remove.
+ * still end up in its logs). `key` and `token` alone are too common to remove. For removal, `;`
+ * separates parameters as `&` does (Rack 2, Python before 3.9.2 and other servers split on both)
+ * and a trailing `[]` (raw or `%5B%5D`; the PHP/Rack array form) is not part of the name.
  */
 export const QUERY_CREDENTIAL_NAMES: ReadonlySet<string> = new Set(['access_token', 'api_key', 'apikey', 'api-key'])
 
@@ -144,6 +146,12 @@ const MAYBE_CREDENTIAL = /token|key|%/i
  * byte for byte and in order. Returns the `access_token` value (the only name accepted as a
  * credential, RFC 6750 §2.3, compared exactly after decoding) and how many there were; more than
  * one is ambiguous.
+ *
+ * A credential name is looked for in every `;`-separated segment of every `&`-separated
+ * parameter, and the segment that carries it is dropped (`a=1;access_token=S` forwards `a=1`);
+ * a name with a trailing `[]` is dropped the same way. Neither shape is ever accepted as the
+ * credential: only an `&`-separated parameter named exactly `access_token`, without `;` in it,
+ * is (as WHATWG URLSearchParams and RFC 6750 read a query).
  */
 export function takeQueryToken(query: string): { token: string | undefined; query: string; count: number } {
   if (query === '' || !MAYBE_CREDENTIAL.test(query)) return { token: undefined, query, count: 0 }
@@ -152,16 +160,39 @@ export function takeQueryToken(query: string): { token: string | undefined; quer
   let count = 0
   let removed = false
   for (const part of query.split('&')) {
+    if (part.includes(';')) {
+      // Segments without a credential name are kept byte for byte, joined as they came.
+      const segs = part.split(';')
+      const rest = segs.filter((seg) => !isCredentialName(paramName(seg)))
+      if (rest.length === segs.length) kept.push(part)
+      else {
+        removed = true
+        if (rest.length > 0) kept.push(rest.join(';'))
+      }
+      continue
+    }
     const eq = part.indexOf('=')
-    const name = safeDecode(eq === -1 ? part : part.slice(0, eq))
+    const name = paramName(part)
     if (name === 'access_token') {
       count++
       token = eq === -1 ? '' : safeDecode(part.slice(eq + 1).replace(/\+/g, ' '))
       removed = true
-    } else if (QUERY_CREDENTIAL_NAMES.has(name.toLowerCase())) removed = true
+    } else if (isCredentialName(name)) removed = true
     else kept.push(part)
   }
   return { token, query: removed ? kept.join('&') : query, count }
+}
+
+/** A parameter's name, percent-decoded. */
+function paramName(param: string): string {
+  const eq = param.indexOf('=')
+  return safeDecode(eq === -1 ? param : param.slice(0, eq))
+}
+
+/** Whether a decoded name is a credential's, in any case, with or without a trailing `[]`. */
+function isCredentialName(name: string): boolean {
+  const n = name.toLowerCase()
+  return QUERY_CREDENTIAL_NAMES.has(n.endsWith('[]') ? n.slice(0, -2) : n)
 }
 
 function safeDecode(s: string): string {

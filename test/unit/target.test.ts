@@ -221,3 +221,25 @@ describe('takeQueryToken', () => {
     assert.equal(takeQueryToken('access_token=a&access%5ftoken=b').count, 2)
   })
 })
+
+describe('takeQueryToken: `;` separators and the `[]` array form', () => {
+  it('a credential after or before a `;` is dropped with its segment; the other segments are kept byte for byte, in order', () => {
+    assert.deepEqual(takeQueryToken('a=1;access_token=SECRET'), { token: undefined, query: 'a=1', count: 0 })
+    assert.deepEqual(takeQueryToken('access_token=SECRET;a=1'), { token: undefined, query: 'a=1', count: 0 })
+    assert.deepEqual(takeQueryToken('x=%2f;api_key=S;y=a+b&z;APIKEY=T&w'), { token: undefined, query: 'x=%2f;y=a+b&z&w', count: 0 })
+    assert.deepEqual(takeQueryToken('a=1&api-key=S;access%5Ftoken=T&b=2'), { token: undefined, query: 'a=1&b=2', count: 0 })
+  })
+  it('a `;` without a credential name leaves the query untouched', () => {
+    assert.deepEqual(takeQueryToken('a=1;b=token&c=;key'), { token: undefined, query: 'a=1;b=token&c=;key', count: 0 })
+  })
+  it('a trailing `[]`, raw or percent-encoded, does not hide a credential name', () => {
+    assert.deepEqual(takeQueryToken('access_token[]=S&a=1'), { token: undefined, query: 'a=1', count: 0 })
+    assert.deepEqual(takeQueryToken('a=1&access_token%5B%5D=S&api_key%5b%5d=T&API-KEY[]=U'), { token: undefined, query: 'a=1', count: 0 })
+    assert.deepEqual(takeQueryToken('a=1;access_token[]=S'), { token: undefined, query: 'a=1', count: 0 })
+    // only the array suffix is ignored: other names stay
+    assert.deepEqual(takeQueryToken('access_token[x]=S&access_token[]x=T'), { token: undefined, query: 'access_token[x]=S&access_token[]x=T', count: 0 })
+  })
+  it('only an `&`-separated `access_token` is accepted as the credential, as before', () => {
+    assert.deepEqual(takeQueryToken('access_token=GOOD&a=1;access_token=OTHER&access_token[]=X'), { token: 'GOOD', query: 'a=1', count: 1 })
+  })
+})
