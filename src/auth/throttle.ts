@@ -55,6 +55,8 @@ export class FailureThrottle {
    */
   readonly #proven: LRUCache<string, Set<string>>
   readonly #maxProven: number
+  /** Address → attempts reserved (`reserve`) and not yet settled; an entry exists only while > 0. */
+  readonly #inflight = new Map<string, number>()
   #forwardedWarned = false
 
   constructor(o: ThrottleOptions) {
@@ -102,6 +104,42 @@ export class FailureThrottle {
     }
     e.failures++
     if (e.failures >= this.#o.maxFailures) e.blockedUntil = Math.max(e.blockedUntil, now + this.#o.blockMs)
+  }
+
+  /**
+   * Reserve one attempt from `key` before its slow check (a login's password hash), so that
+   * parallel attempts cannot outrun the count: 429 when `key` is blocked, or when its failures in
+   * the current window plus its attempts in flight already reach `maxFailures`. So at most
+   * `maxFailures` attempts are ever failed or in flight per window, however many arrive at once.
+   * Every reservation is settled exactly once with `settle`.
+   */
+  reserve(key: string): void {
+    this.check(key)
+    const inflight = this.#inflight.get(key) ?? 0
+    if (this.#failuresInWindow(key) + inflight >= this.#o.maxFailures) {
+      // The attempts in flight decide within a hash or two: either they block the address or room is made.
+      throw new GatehouseError('ERR_TOO_MANY_FAILURES', { detail: `address ${key}: ${inflight} attempts in flight`, headers: { 'retry-after': '1' } })
+    }
+    this.#inflight.set(key, inflight + 1)
+  }
+
+  /**
+   * Settle a `reserve`d attempt: a failure counts (as `fail`), anything else releases the slot
+   * uncounted. True when this failure blocked the address.
+   */
+  settle(key: string, failed: boolean): boolean {
+    const left = (this.#inflight.get(key) ?? 1) - 1
+    if (left > 0) this.#inflight.set(key, left)
+    else this.#inflight.delete(key)
+    if (!failed) return false
+    const wasBlocked = this.blocked(key) !== undefined
+    this.fail(key)
+    return !wasBlocked && this.blocked(key) !== undefined
+  }
+
+  #failuresInWindow(key: string): number {
+    const e = this.#table.get(key)
+    return e === undefined || this.#now() - e.windowStart >= this.#o.windowMs ? 0 : e.failures
   }
 
   /** Remember that the API key with this digest succeeded from `key`. */
