@@ -62,7 +62,8 @@ export interface AccessFields {
   aborted: true | undefined
   /**
    * The client address the failure throttles key on (auth/throttle.ts `clientKey`: the peer, or
-   * behind `trustedProxies` the right-most untrusted X-Forwarded-For hop; IPv6 as its /64).
+   * behind `trustedProxies` the right-most untrusted X-Forwarded-For hop; IPv6 as its /64). On
+   * the admin listener always the peer: `trustedProxies` is the data listener's.
    */
   client?: string | undefined
   /** Set by writeAccess: when the line was logged (ms since epoch). */

@@ -32,8 +32,8 @@ export interface AdminDeps {
   readonly accessLog: boolean
   readonly tokenLifetimes: { readonly accessMs: number; readonly refreshMs: number }
   /**
-   * The data listener's live runtime, read per request for `trustedProxies` (the client
-   * address) and `admin.bodyTimeout`; without it the peer address and a 10 s deadline are used.
+   * The data listener's live runtime, read per request for `admin.bodyTimeout`; without it a
+   * 10 s deadline is used. (Its `trustedProxies` is not used here: see the client address below.)
    */
   readonly live?: { readonly current: Live }
 }
@@ -235,8 +235,11 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
     const url = req.url ?? '/'
     const path = url.split('?')[0] as string
     const rt = d.live?.current.runtime
-    // The address the throttles key on; behind trustedProxies, the right-most untrusted hop.
-    const client = clientKey(req.socket.remoteAddress, req.headers['x-forwarded-for'], rt?.trustedProxies)
+    // The address the login throttle and the audit trail key on: the peer itself (IPv6 per /64).
+    // `trustedProxies` describes what sits in front of the data listener; the admin listener is
+    // often reached directly, and a peer in that range could otherwise name a fresh address in
+    // X-Forwarded-For for every login (and forge the audit client).
+    const client = clientKey(req.socket.remoteAddress, undefined, undefined)
     const meta: RequestMeta = { client, requestId }
     let principal: Principal | undefined
     let reason: string | undefined

@@ -3,6 +3,11 @@
  * throttled per client address (authentication.local.loginThrottle), which the per-account
  * lockout cannot see. In-process gatehouse on real sockets; clients come from distinct loopback
  * source addresses (127.0.0.2, …) so that "another address" is a real peer address.
+ *
+ * The data listener trusts all of 127.0.0.0/8 as proxies, yet the admin listener keys on the
+ * peer alone (review finding F2): `trustedProxies` describes what sits in front of the data
+ * listener, so a peer in that range must not get a fresh throttle key (or audit client) per
+ * login by rotating X-Forwarded-For.
  */
 import assert from 'node:assert/strict'
 import * as https from 'node:https'
@@ -28,8 +33,8 @@ describe('login throttle per client address (password spraying)', () => {
     up = await startUpstream()
     gh = await startProxy({
       env: { GATEHOUSE_UPSTREAM_URL: up.url, GATEHOUSE_LOCAL_ENABLED: 'true', GATEHOUSE_ADMIN_PASSWORD: ADMIN_PW },
-      // Defaults (30 failures / 5 min, 5 min block); 127.0.0.9 plays a trusted ingress.
-      yaml: 'trustedProxies: [127.0.0.9]\n',
+      // Defaults (30 failures / 5 min, 5 min block); every loopback peer is a trusted proxy of the data listener.
+      yaml: 'trustedProxies: [127.0.0.0/8]\n',
     })
   })
   after(async () => {
@@ -79,7 +84,7 @@ describe('login throttle per client address (password spraying)', () => {
     assert.equal(r.json.data, undefined)
   })
 
-  it('a forged X-Forwarded-For from an untrusted peer does not escape the block', async () => {
+  it('a forged X-Forwarded-For does not escape the block', async () => {
     const r = await login('127.0.0.2', 'admin', ADMIN_PW, { 'x-forwarded-for': '198.51.100.77' })
     assert.equal(r.status, 429)
   })
@@ -90,20 +95,30 @@ describe('login throttle per client address (password spraying)', () => {
     assert.equal(typeof r.json.data?.access_token, 'string')
   })
 
-  it('behind a trusted proxy the client is the right-most untrusted X-Forwarded-For hop', async () => {
-    // 127.0.0.9 is trusted: its clients are told apart by X-Forwarded-For.
-    for (let i = 0; i < 30; i++) assert.equal((await login('127.0.0.9', `via-ingress-${i}`, SPRAYED, { 'x-forwarded-for': '203.0.113.5' })).status, 401)
-    assert.equal((await login('127.0.0.9', 'admin', ADMIN_PW, { 'x-forwarded-for': '203.0.113.5' })).status, 429, 'the sprayer behind the ingress is blocked')
-    assert.equal((await login('127.0.0.9', 'admin', ADMIN_PW, { 'x-forwarded-for': '203.0.113.6' })).status, 200, 'another client of the same ingress is not')
+  it('the admin listener keys on the peer: 60 sprayed logins from a peer in trustedProxies, each naming a new X-Forwarded-For, are 429 after the limit', async () => {
+    const statuses: number[] = []
+    for (let i = 0; i < 60; i++) statuses.push((await login('127.0.0.9', `rotating-xff-${i}`, SPRAYED, { 'x-forwarded-for': `203.0.113.${i + 1}` })).status)
+    assert.deepEqual(statuses, [...Array<number>(30).fill(401), ...Array<number>(30).fill(429)])
+    const r = await login('127.0.0.9', 'admin', ADMIN_PW, { 'x-forwarded-for': '203.0.113.200' })
+    assert.equal(r.status, 429, 'the right password behind a fresh X-Forwarded-For is refused too')
+    assert.equal(r.json.data, undefined)
+  })
+
+  it('another peer address still logs in', async () => {
+    assert.equal((await login('127.0.0.10', 'admin', ADMIN_PW, { 'x-forwarded-for': '203.0.113.1' })).status, 200)
   })
 
   it('the block is logged once as an audit line with the client address, never the password', () => {
     const lines = gh.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'login.address_blocked')
-    assert.deepEqual(lines.map((l) => l.client).sort(), ['127.0.0.2', '203.0.113.5'])
+    // The peers, never an address they named in X-Forwarded-For.
+    assert.deepEqual(lines.map((l) => l.client).sort(), ['127.0.0.2', '127.0.0.9'])
     for (const l of lines) assert.equal(l.outcome, 'success')
     const access = gh.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request' && l.reason === 'ERR_TOO_MANY_FAILURES')
     assert.ok(access.length >= 3)
-    for (const l of access) assert.match(String(l.client), /^(127\.0\.0\.2|203\.0\.113\.5)$/)
+    for (const l of access) assert.match(String(l.client), /^(127\.0\.0\.2|127\.0\.0\.9)$/)
+    const logins = gh.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request' && l.path === '/api/v2/login')
+    assert.ok(logins.length > 60)
+    for (const l of logins) assert.match(String(l.client), /^127\./, 'no forged client in the access log')
     assertNoSecretsInLogs(gh.logs, [SPRAYED, ADMIN_PW])
   })
 })
