@@ -215,9 +215,9 @@ function checkKeysFile(c: Config): void {
 }
 
 /**
- * The server's state, read-only. The local issuer is opened over a store whose writes do
- * nothing (its first-start bootstrap would otherwise create the admin user, and a missing
- * signing key is never generated here: without one, no local token can exist).
+ * The server's state, read-only. The local issuer is opened for verification only (`readOnly`:
+ * no first-start bootstrap, no key generation, no file written; without a signing key no local
+ * token can exist, so it is not opened at all) over a store whose writes are refused.
  */
 class StateReader {
   readonly #c: Config
@@ -242,7 +242,9 @@ class StateReader {
 
   async localIssuer(): Promise<JwtVerifier> {
     const [{ LocalIssuer }, { createLogger }] = await Promise.all([import('../issuer/localIssuer.ts'), import('../log.ts')])
-    return LocalIssuer.open(this.#c, await this.store(), createLogger('silent'))
+    // readOnly: no first-admin bootstrap (it would write <stateDir>/initial-admin-password past the
+    // read-only store), no key generation, no dummy password hash.
+    return LocalIssuer.open(this.#c, await this.store(), createLogger('silent'), { readOnly: true })
   }
 
   async oidc(): Promise<OidcRuntime> {

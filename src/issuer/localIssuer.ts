@@ -57,6 +57,12 @@ export interface Banner {
 
 export interface LocalIssuerOptions {
   readonly now?: () => number
+  /**
+   * Open for verifying tokens only (`gatehouse explain`): never bootstrap the first admin, never
+   * generate or write a key or any file (a missing signing key is an error), and skip the dummy
+   * password hash until a login would need it. The store's own writes are the caller's concern.
+   */
+  readonly readOnly?: boolean
 }
 
 /** Where a request came from, for the audit trail and the per-address login throttle. */
@@ -96,10 +102,10 @@ export class LocalIssuer implements JwtVerifier {
   readonly #c: Config['authentication']['local']
   readonly #logger: Logger
   readonly #now: () => number
-  readonly #dummyHash: string
+  #dummyHash: string | undefined
   readonly #throttle: FailureThrottle | undefined
 
-  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string) {
+  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string | undefined) {
     this.iss = k.iss
     this.#kid = k.kid
     this.#privateKey = keys.priv
@@ -114,7 +120,7 @@ export class LocalIssuer implements JwtVerifier {
     this.#throttle = t.enabled ? new FailureThrottle({ maxFailures: t.maxFailures, windowMs: t.window, blockMs: t.blockDuration, maxAddresses: 100_000, now }) : undefined
   }
 
-  /** Load or create the signing key, and create the first admin on first start. */
+  /** Load or create the signing key, and create the first admin on first start (neither with `readOnly`). */
   static async open(c: Config, store: IssuerStore, logger: Logger, opts: LocalIssuerOptions = {}): Promise<LocalIssuer> {
     const file = path.join(c.stateDir, 'issuer', 'signing-key.json')
     let k: KeyFile
@@ -122,6 +128,7 @@ export class LocalIssuer implements JwtVerifier {
       k = JSON.parse(readFileSync(file, 'utf8')) as KeyFile
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+      if (opts.readOnly === true) throw new Error(`${file} does not exist: the local issuer has no signing key yet (gatehouse serve creates it on its first start)`)
       const { privateKey } = await generateKeyPair('ES256', { extractable: true })
       const id = randomBytes(8).toString('hex')
       k = { iss: `urn:gatehouse:local:${id}`, kid: `local-${id}`, privateJwk: { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' } }
@@ -131,8 +138,8 @@ export class LocalIssuer implements JwtVerifier {
     const { d: _d, ...pubJwk } = k.privateJwk
     const priv = await importJWK(k.privateJwk, 'ES256')
     const pub = await importJWK({ ...pubJwk, kid: k.kid }, 'ES256')
-    const issuer = new LocalIssuer(k, { priv, pub, pubJwk: { ...pubJwk, kid: k.kid, alg: 'ES256', use: 'sig' } }, store, c.authentication.local, logger, opts.now ?? Date.now, await hashPassword(randomBytes(16).toString('hex')))
-    await issuer.#bootstrap(c)
+    const issuer = new LocalIssuer(k, { priv, pub, pubJwk: { ...pubJwk, kid: k.kid, alg: 'ES256', use: 'sig' } }, store, c.authentication.local, logger, opts.now ?? Date.now, opts.readOnly === true ? undefined : await dummyPasswordHash())
+    if (opts.readOnly !== true) await issuer.#bootstrap(c)
     return issuer
   }
 
@@ -193,7 +200,7 @@ export class LocalIssuer implements JwtVerifier {
     try {
       user = await this.#store.getUser(username)
       // Unknown names are checked against a dummy hash: same work, same time, same answer.
-      ok = (await verifyPassword(password, user?.passwordHash ?? this.#dummyHash)) && user !== undefined
+      ok = (await verifyPassword(password, user?.passwordHash ?? (this.#dummyHash ??= await dummyPasswordHash()))) && user !== undefined
     } finally {
       const after = await this.#store.finishAttempt(username, ok, policy, this.#now())
       // Reserved slots never outnumber the attempts left, so only the attempt that locks gets here.
@@ -461,6 +468,11 @@ function initialPassword(file: string): string {
   }
   chmodSync(file, 0o600) // whatever the umask did
   return pw
+}
+
+/** The hash unknown names are checked against (a random password nobody knows). */
+function dummyPasswordHash(): Promise<string> {
+  return hashPassword(randomBytes(16).toString('hex'))
 }
 
 function sha256(s: string): string {
