@@ -16,6 +16,17 @@
  * a packet only while a request line is in it: a head that arrives in one packet is looked at
  * once, when its headers are complete. Without the hooks (another Node version), the overflow
  * falls back to the last packet and the request-line check is skipped: never a crash.
+ *
+ * Pipelined requests: a request line can only be judged when it is known where in the packet it
+ * begins. Node does not say, so the module follows the framing itself: the next message begins
+ * after this one's head (`\r\n\r\n`, found in the packet where the headers completed, the last
+ * bytes of earlier packets carried over) plus its Content-Length; at the start of a packet when
+ * the previous message was complete at the end of the last one. A chunked body's end is not
+ * followed (that would mean parsing the chunks again): a request that begins in the same packet as
+ * the end of a chunked body has no known start, and it is refused (400, connection closed) rather
+ * than served unchecked — fail closed. Clients do not pipeline behind chunked uploads in practice
+ * (browsers and Node's agent never pipeline), and the refusal is visible; closing without an
+ * answer would leave a client guessing and the request in limbo. See docs/security.md.
  */
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
@@ -25,10 +36,17 @@ import type { Duplex } from 'node:stream'
 interface LineState {
   /** The current message's request line has ended (or there is no message in progress). */
   lineDone: boolean
+  /** The current message's head has ended (or there is no message in progress). */
+  headDone: boolean
   /** Where the current message begins in the packet being parsed; -1: unknown (judge by heuristic). */
   start: number
-  /** Where the next message would begin in the current packet; -1 when unknown. */
+  /**
+   * Where the next message begins, counted from the start of the current packet (past its end
+   * while a Content-Length body goes on into later packets); -1 when unknown.
+   */
   cursor: number
+  /** The last bytes (at most 3) of the head so far from earlier packets: its empty line may straddle. */
+  carry: string
   /** The first bytes of the request line so far (latin1, at most HEAD_KEEP). */
   head: string
   /** The last bytes of the request line so far (at most TAIL_KEEP). */
@@ -79,7 +97,7 @@ export function trackRequestLines(socket: Socket): void {
   const onExecute = parser[kExecute]
   const onHeaders = parser[kHeaders]
   if (typeof onExecute !== 'function' || typeof onHeaders !== 'function') return
-  s[STATE] = { lineDone: true, start: 0, cursor: 0, head: '', tail: '', bad: undefined }
+  s[STATE] = { lineDone: true, headDone: true, start: 0, cursor: 0, carry: '', head: '', tail: '', bad: undefined }
   // Node resets the message-begin and packet callbacks whenever it frees a parser: set per connection.
   parser[kBegin] = onMessageBegin
   // Parsers are pooled and reused across connections (and by node:http clients): the other hooks
@@ -91,14 +109,20 @@ export function trackRequestLines(socket: Socket): void {
     parser[kHeaders] = function (this: ParserLike, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, f: unknown, g: unknown, h: unknown, i: unknown): unknown {
       const st = stateOf(this)
       if (st === undefined) return headersComplete.call(this, a, b, c, d, e, f, g, h, i)
-      // A head in one packet is looked at here, once; -1: the head end is not in this packet.
-      const headEnd = st.lineDone ? -1 : scan(st, this.getCurrentBuffer(), Infinity)
+      // A head in one packet is looked at here, once (the packet is copied once per request).
+      let end = -1
+      if (st.start >= 0) {
+        const buf = this.getCurrentBuffer()
+        end = headEnd(st, buf, st.lineDone ? -1 : scan(st, buf, Infinity))
+      }
       st.lineDone = true
+      st.headDone = true
       st.cursor = -1
       const r = headersComplete.call(this, a, b, c, d, e, f, g, h, i)
-      // The next message starts right after this head when there is no body in between.
+      // The next message begins after this one's body (unknown for a chunked one).
       const inc = this.incoming
-      if (headEnd >= 0 && inc !== null && inc.headers['transfer-encoding'] === undefined && (inc.headers['content-length'] ?? '0') === '0') st.cursor = headEnd
+      const body = inc === null ? -1 : bodyLength(inc)
+      if (end >= 0 && body >= 0) st.cursor = end + body
       return r
     }
     // The JavaScript path (a socket whose first bytes were read before the parser was attached,
@@ -108,7 +132,7 @@ export function trackRequestLines(socket: Socket): void {
       parser.execute = function (this: ParserLike, d: Buffer): unknown {
         const r = execute.call(this, d)
         const st = stateOf(this)
-        if (st !== undefined) endPacket(st, () => d, r)
+        if (st !== undefined) endPacket(st, () => d, d.length, this.incoming, r)
         return r
       }
     }
@@ -117,7 +141,8 @@ export function trackRequestLines(socket: Socket): void {
   const packetDone = onExecute as (ret: unknown) => unknown
   parser[kExecute] = function (ret: unknown): unknown {
     const st = s[STATE]
-    if (st !== undefined) endPacket(st, () => parser.getCurrentBuffer(), ret)
+    // ret: the bytes parsed, the whole packet unless there was an error (then nothing follows)
+    if (st !== undefined) endPacket(st, () => parser.getCurrentBuffer(), typeof ret === 'number' ? ret : 0, parser.incoming, ret)
     return packetDone(ret)
   }
 }
@@ -126,26 +151,65 @@ function onMessageBegin(this: ParserLike): void {
   const st = stateOf(this)
   if (st === undefined) return
   st.lineDone = false
+  st.headDone = false
   st.start = st.cursor
+  st.carry = ''
   st.head = ''
   st.tail = ''
-  st.bad = undefined
+  // Fail closed: a request whose first byte cannot be located (it follows a chunked body in the
+  // same packet) cannot have its request line checked, so it is not served (module comment).
+  st.bad = st.start < 0 ? UNLOCATED : undefined
 }
 
-/** After a packet: look at a request line still in progress (up to the error, when there was one). */
-function endPacket(st: LineState, packet: () => Buffer, ret: unknown): void {
-  if (!st.lineDone) {
-    const parsed = ret instanceof Error ? (ret as { bytesParsed?: number }).bytesParsed : undefined
-    scan(st, packet(), parsed ?? Infinity)
-    // A line that goes on continues at the start of the next packet.
-    if (!st.lineDone && st.start >= 0) st.start = 0
+/**
+ * After a packet of `len` bytes: look at a head still in progress (up to the error, when there
+ * was one), and say where the next message begins in the next packet.
+ */
+function endPacket(st: LineState, packet: () => Buffer, len: number, inc: IncomingMessage | null, ret: unknown): void {
+  if (!st.headDone) {
+    if (st.start >= 0) {
+      // Only a head that spans packets costs a copy here.
+      const buf = packet()
+      if (!st.lineDone) {
+        const parsed = ret instanceof Error ? (ret as { bytesParsed?: number }).bytesParsed : undefined
+        scan(st, buf, parsed ?? Infinity)
+      }
+      // The head goes on at the start of the next packet.
+      st.carry = (st.carry + buf.toString('latin1', Math.max(st.start, buf.length - 3))).slice(-3)
+      st.start = 0
+    }
+    st.cursor = -1
+  } else if (inc === null || inc.complete) st.cursor = 0 // no message in progress
+  else st.cursor = st.cursor > len ? st.cursor - len : -1 // a body goes on: where it ends, if known
+}
+
+/** The bytes of a request's body (Content-Length, validated by llhttp), or -1 when chunked. */
+function bodyLength(inc: IncomingMessage): number {
+  if (inc.headers['transfer-encoding'] !== undefined) return -1
+  const cl = inc.headers['content-length']
+  if (cl === undefined) return 0
+  return /^\d{1,15}$/.test(cl) ? Number(cl) : -1
+}
+
+/**
+ * Where the head ends in `buf` (after its empty line), or -1. `lf`: where the request line ended
+ * in `buf`; -1 when it ended in an earlier packet (the empty line may then straddle packets).
+ */
+function headEnd(st: LineState, buf: Buffer, lf: number): number {
+  if (lf > 0) {
+    const i = buf.indexOf(CRLFCRLF, lf - 1)
+    return i === -1 ? -1 : i + 4
   }
-  st.cursor = 0
+  for (let k = st.carry.length; k > 0; k--) {
+    if (st.carry.endsWith(CRLFCRLF_S.slice(0, k)) && buf.toString('latin1', 0, 4 - k) === CRLFCRLF_S.slice(k)) return 4 - k
+  }
+  const i = buf.indexOf(CRLFCRLF)
+  return i === -1 ? -1 : i + 4
 }
 
 /**
  * Read the request line's bytes in `buf` up to `end`; judge the line when its LF is there.
- * Returns where the head ends in `buf` (after its empty line), or -1.
+ * Returns where the line's LF is in `buf`, or -1.
  */
 function scan(st: LineState, buf: Buffer, end: number): number {
   if (st.start < 0) return -1
@@ -165,13 +229,14 @@ function scan(st: LineState, buf: Buffer, end: number): number {
     keep(st, buf, from, lf)
     if (st.head.includes('  ') || st.tail.includes('  ')) st.bad = DOUBLE_SPACE
   } else if (doubledSpace(buf, from, lf)) st.bad = DOUBLE_SPACE
-  const headEnd = buf.indexOf(CRLFCRLF, lf - 1)
-  return headEnd === -1 ? -1 : headEnd + 4
+  return lf
 }
 
 const DOUBLE_SPACE = 'more than one space between the parts of the request line'
+const UNLOCATED = 'a request pipelined in the same packet as the end of a chunked body (its request line cannot be checked)'
 const SP = 0x20
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1')
+const CRLFCRLF_S = '\r\n\r\n'
+const CRLFCRLF = Buffer.from(CRLFCRLF_S, 'latin1')
 
 /**
  * A line that llhttp went on to parse has no space inside the method, target or version, so a
