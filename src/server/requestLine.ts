@@ -13,8 +13,8 @@
  * Both need the raw bytes of the request line, which Node never hands to JavaScript when its
  * parser consumes the socket directly (its fast path). This module hooks the parser's own
  * callbacks for that connection (message begin, headers complete, end of each packet) and copies
- * a packet only while a request line is in it: a head that arrives in one packet is looked at
- * once, when its headers are complete. Without the hooks (another Node version), the overflow
+ * a packet only while a request line is in it, once however many requests are pipelined in it:
+ * a head that arrives in one packet is looked at once, when its headers are complete. Without the hooks (another Node version), the overflow
  * falls back to the last packet and the request-line check is skipped: never a crash.
  *
  * Pipelined requests: a request line can only be judged when it is known where in the packet it
@@ -53,6 +53,11 @@ interface LineState {
   tail: string
   /** Why the current request line is refused, when it is. */
   bad: string | undefined
+  /**
+   * The copy of the packet being parsed, once taken (Node copies it on every getCurrentBuffer()
+   * call): every request pipelined in one packet shares it, instead of a copy each.
+   */
+  packet: Buffer | undefined
 }
 
 /** Longer than any method llhttp knows plus two separators: a doubled SP after the method is inside. */
@@ -97,7 +102,7 @@ export function trackRequestLines(socket: Socket): void {
   const onExecute = parser[kExecute]
   const onHeaders = parser[kHeaders]
   if (typeof onExecute !== 'function' || typeof onHeaders !== 'function') return
-  s[STATE] = { lineDone: true, headDone: true, start: 0, cursor: 0, carry: '', head: '', tail: '', bad: undefined }
+  s[STATE] = { lineDone: true, headDone: true, start: 0, cursor: 0, carry: '', head: '', tail: '', bad: undefined, packet: undefined }
   // Node resets the message-begin and packet callbacks whenever it frees a parser: set per connection.
   parser[kBegin] = onMessageBegin
   // Parsers are pooled and reused across connections (and by node:http clients): the other hooks
@@ -112,7 +117,7 @@ export function trackRequestLines(socket: Socket): void {
       // A head in one packet is looked at here, once (the packet is copied once per request).
       let end = -1
       if (st.start >= 0) {
-        const buf = this.getCurrentBuffer()
+        const buf = (st.packet ??= this.getCurrentBuffer())
         end = headEnd(st, buf, st.lineDone ? -1 : scan(st, buf, Infinity))
       }
       st.lineDone = true
@@ -169,7 +174,7 @@ function endPacket(st: LineState, packet: () => Buffer, len: number, inc: Incomi
   if (!st.headDone) {
     if (st.start >= 0) {
       // Only a head that spans packets costs a copy here.
-      const buf = packet()
+      const buf = st.packet ?? packet()
       if (!st.lineDone) {
         const parsed = ret instanceof Error ? (ret as { bytesParsed?: number }).bytesParsed : undefined
         scan(st, buf, parsed ?? Infinity)
@@ -181,6 +186,7 @@ function endPacket(st: LineState, packet: () => Buffer, len: number, inc: Incomi
     st.cursor = -1
   } else if (inc === null || inc.complete) st.cursor = 0 // no message in progress
   else st.cursor = st.cursor > len ? st.cursor - len : -1 // a body goes on: where it ends, if known
+  st.packet = undefined
 }
 
 /** The bytes of a request's body (Content-Length, validated by llhttp), or -1 when chunked. */
