@@ -14,8 +14,9 @@
  * parser consumes the socket directly (its fast path). This module hooks the parser's own
  * callbacks for that connection (message begin, headers complete, end of each packet) and copies
  * a packet only while a request line is in it, once however many requests are pipelined in it:
- * a head that arrives in one packet is looked at once, when its headers are complete. Without the hooks (another Node version), the overflow
- * falls back to the last packet and the request-line check is skipped: never a crash.
+ * a head that arrives in one packet is looked at once, when its headers are complete. Without
+ * the hooks (another Node version), the overflow falls back to the last packet and the
+ * request-line check is skipped: never a crash.
  *
  * Pipelined requests: a request line can only be judged when it is known where in the packet it
  * begins. Node does not say, so the module follows the framing itself: the next message begins
