@@ -354,6 +354,14 @@ function applyEnv(env: NodeJS.ProcessEnv, cwd: string, values: Map<string, unkno
           }
           v = raw
           break
+        case 'duration':
+        case 'size': {
+          // The YAML rules (units, min, max), with the variable named in the problem.
+          const converted = convertYaml(l, raw, p, src, problems)
+          if (converted === INVALID) continue
+          v = converted
+          break
+        }
         default:
           v = l.isPath === true && raw !== '' ? path.resolve(cwd, raw) : raw
       }

@@ -106,6 +106,11 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     port: leaf('int', 14000, 'TCP port; 0 picks a free port.', { min: 0, max: 65535, env: [gh('GATEHOUSE_ADMIN_PORT')] }),
     bodyTimeout: leaf('duration', 10 * SECOND, 'The whole JSON body of an admin API request must arrive within this time (408 otherwise); its bodies are small, so a slow drip is an attack.', { min: 1000, max: 300_000 }),
   }),
+  console: group('The web console under /ui/ on the admin listener (local users sign in; needs authentication.local).', {
+    enabled: leaf('bool', true, 'Serve the web console (when local users are enabled).', { env: [gh('GATEHOUSE_CONSOLE_ENABLED')] }),
+    idleTimeout: leaf('duration', 1800 * SECOND, 'A console session ends after this long without a request (Weka’s GUI: 30 minutes).', { min: 1000, max: 86_400_000, env: [gh('GATEHOUSE_CONSOLE_IDLE_TIMEOUT')] }),
+    absoluteLifetime: leaf('duration', 12 * 3600 * SECOND, 'A console session ends this long after sign-in, however active (not shorter than idleTimeout).', { min: 1000, max: 7 * 86_400_000 }),
+  }),
   // --- HTTP/2, gRPC (one contiguous block)
   http2: group('HTTP/2 on the data listener: ALPN h2 with TLS, prior-knowledge h2c without; HTTP/1.1 stays available.', {
     enabled: leaf('bool', true, 'Offer HTTP/2 (and with it gRPC) on the data listener.', { env: [gh('GATEHOUSE_HTTP2_ENABLED')] }),
@@ -231,6 +236,17 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       algorithms: leaf('stringList', [], 'Allowed signing algorithms (asymmetric only). Empty: what the issuer advertises, else RS256.'),
       clockTolerance: leaf('duration', 60 * SECOND, 'Tolerance for nbf/iat/exp.', { min: 0, max: 600_000 }),
       maxTokenBytes: leaf('size', 16 * 1024, 'Longest JWT accepted.'),
+      browserLogin: group('Browser sign-in on the data listener: an HTML GET without a credential is sent to the issuer (authorization code + PKCE), and a session cookie carries the identity.', {
+        enabled: leaf('bool', false, 'Redirect browsers without a credential to the issuer instead of answering 401 (HTML GETs only; API clients keep the JSON 401).', { env: [gh('GATEHOUSE_BROWSER_LOGIN_ENABLED')] }),
+        clientSecret: leaf('string', undefined, 'Client secret of a confidential client (unset, with no clientSecretFile: a public client with PKCE).', { optional: true, secret: true, env: [gh('GATEHOUSE_OIDC_CLIENT_SECRET')] }),
+        clientSecretFile: leaf('string', undefined, 'File holding the client secret (a Kubernetes Secret); trailing newline ignored.', { optional: true, isPath: true, env: [gh('GATEHOUSE_OIDC_CLIENT_SECRET_FILE')] }),
+        scopes: leaf('stringList', ['openid', 'profile', 'email', 'offline_access'], 'Scopes requested at sign-in (openid is always added).'),
+        redirectUrl: leaf('string', '', 'The callback URL registered at the issuer, e.g. https://gh.example.com/oauth2/callback. Empty: derived from the request (scheme and Host) — set it behind a proxy that rewrites Host.'),
+        cookieName: leaf('string', '__Host-gatehouse-session', 'Name of the session cookie (keep the __Host- prefix: no sibling host can plant or overwrite it).'),
+        cookieLifetime: leaf('duration', 12 * 3600 * SECOND, 'Absolute lifetime of a browser session (re-sign-in after it).', { min: 60_000, max: 30 * 86_400_000 }),
+        idleTimeout: leaf('duration', 3600 * SECOND, 'A browser session ends after this long without a request.', { min: 1000, max: 30 * 86_400_000 }),
+        localUsers: leaf('bool', true, 'When local users are enabled, the data listener’s sign-in page (/oauth2/sign_in) offers them too.'),
+      }),
       additionalIssuers: leaf('issuerList', [], 'More issuers, each {issuer, clientId, skipClientIdCheck, usernameClaim, groupsClaim, jwksUrl, certificate, algorithms}; unset fields are taken from this section. Tokens are routed by their iss.'),
       jwks: group('The JWKS cache of each issuer.', {
         cooldown: leaf('duration', 30 * SECOND, 'Minimum time between refetches triggered by an unknown kid.', { min: 0, max: 86_400_000 }),

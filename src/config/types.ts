@@ -20,6 +20,8 @@ export interface Config {
     readonly timeouts: { readonly headers: number; readonly body: number; readonly keepAlive: number; readonly minBodyRate: number; readonly bodyRateWindow: number; readonly bodyRateGrace: number }
   }
   readonly admin: { readonly enabled: boolean; readonly address: string; readonly port: number; readonly bodyTimeout: number }
+  /** The web console (ms). */
+  readonly console: { readonly enabled: boolean; readonly idleTimeout: number; readonly absoluteLifetime: number }
   readonly tls: {
     readonly enabled: boolean
     readonly certFile: string | undefined
@@ -88,6 +90,18 @@ export interface Config {
       readonly algorithms: readonly string[]
       readonly clockTolerance: number
       readonly maxTokenBytes: number
+      /** Browser sign-in (SPEC §10); durations in ms. */
+      readonly browserLogin: {
+        readonly enabled: boolean
+        readonly clientSecret: string | undefined
+        readonly clientSecretFile: string | undefined
+        readonly scopes: readonly string[]
+        readonly redirectUrl: string
+        readonly cookieName: string
+        readonly cookieLifetime: number
+        readonly idleTimeout: number
+        readonly localUsers: boolean
+      }
       readonly additionalIssuers: readonly AdditionalIssuer[]
       readonly jwks: {
         readonly cooldown: number

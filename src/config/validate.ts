@@ -62,6 +62,8 @@ export function validate(c: Config, sources: ReadonlyMap<string, Source>, proble
     if (weak !== undefined) add('authentication.local.initialAdminPassword', weak, 'choose a password that follows the rules (8+ characters, upper and lower case, a number or a special character)', '<redacted>')
   }
   if (a.local.enabled && !c.admin.enabled) add('admin.enabled', 'local users need the admin listener (login and token API)', 'set admin.enabled: true, or disable authentication.local')
+  if (c.console.absoluteLifetime < c.console.idleTimeout) add('console.absoluteLifetime', `shorter than console.idleTimeout (${c.console.idleTimeout / 1000} s)`, 'make the absolute lifetime at least as long as the idle timeout (defaults: 12h and 30m)')
+  if (a.oidc.browserLogin.enabled) validateBrowserLogin(c, add, warnings)
   const anyMethod = a.apikey.enabled || a.oidc.enabled || a.local.enabled
   if (!anyMethod && a.anonymous.enabled === false) {
     warnings.push('authentication.anonymous.enabled is false but no authentication method is enabled, so anonymous access stays on (Weaviate’s rule); enable apikey or oidc to require credentials')
@@ -268,6 +270,35 @@ function validateApiKeys(c: Config, add: Add): void {
   if (users.length > 1 && users.length !== total) {
     add('authentication.apikey.users', `length of users and keys must match, alternatively provide single user for all keys (${users.length} users, ${total} keys)`, 'give one user for all keys, or exactly one user per key in the same order')
   }
+}
+
+function validateBrowserLogin(c: Config, add: Add, warnings: string[]): void {
+  const a = c.authentication
+  const b = a.oidc.browserLogin
+  const p = 'authentication.oidc.browserLogin'
+  const local = a.local.enabled && b.localUsers
+  if (!a.oidc.enabled && !local) add(`${p}.enabled`, 'browser sign-in needs an identity provider (authentication.oidc.enabled) or local users (authentication.local.enabled with browserLogin.localUsers)', 'enable authentication.oidc (issuer, clientId, usernameClaim), or local users, or turn browserLogin off')
+  if (a.oidc.enabled && a.oidc.clientId === '') add('authentication.oidc.clientId', 'browser sign-in needs the client id registered at the issuer', 'set authentication.oidc.clientId (AUTHENTICATION_OIDC_CLIENT_ID) to the client whose redirect URI is …/oauth2/callback')
+  if (b.clientSecret !== undefined && b.clientSecretFile !== undefined) add(`${p}.clientSecretFile`, 'both clientSecret and clientSecretFile are set', 'keep one: the secret inline or from GATEHOUSE_OIDC_CLIENT_SECRET, or a file')
+  if (b.clientSecretFile !== undefined && !existsSync(b.clientSecretFile)) add(`${p}.clientSecretFile`, 'the file does not exist', 'give the path of a file holding the client secret (a mounted Secret)', JSON.stringify(b.clientSecretFile))
+  if (b.redirectUrl !== '') {
+    let u: URL | undefined
+    try {
+      u = new URL(b.redirectUrl)
+    } catch {
+      /* below */
+    }
+    if (u === undefined || !(u.protocol === 'https:' || (u.protocol === 'http:' && isLoopback(u.hostname))) || u.pathname !== '/oauth2/callback' || u.search !== '' || u.hash !== '') {
+      add(`${p}.redirectUrl`, 'not an https URL ending in /oauth2/callback', 'give the callback URL registered at the issuer, e.g. https://gh.example.com/oauth2/callback', JSON.stringify(b.redirectUrl))
+    }
+  }
+  if (!TOKEN_RE.test(b.cookieName)) add(`${p}.cookieName`, 'not a valid cookie name', 'use letters, digits, dashes and underscores, e.g. __Host-gatehouse-session', JSON.stringify(b.cookieName))
+  else if (!b.cookieName.startsWith('__Host-')) warnings.push(`${p}.cookieName ${JSON.stringify(b.cookieName)} has no __Host- prefix: a sibling host could plant or overwrite the session cookie`)
+  if (b.cookieLifetime < b.idleTimeout) add(`${p}.cookieLifetime`, `shorter than ${p}.idleTimeout (${b.idleTimeout / 1000} s)`, 'make the lifetime at least as long as the idle timeout')
+  b.scopes.forEach((s, i) => {
+    if (!/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(s)) add(`${p}.scopes[${i}]`, 'not a valid OAuth scope (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)', 'write one scope per entry, e.g. openid, email, offline_access', JSON.stringify(s))
+  })
+  if (!c.tls.enabled) warnings.push(`${p} with tls.enabled false: browsers send the Secure session cookie only over https, so put a TLS terminator in front`)
 }
 
 function validateOidc(c: Config, add: Add, warnings: string[]): void {

@@ -561,3 +561,40 @@ describe('sources', () => {
     for (const p of r.problems) assert.ok(!JSON.stringify(p).includes('very-secret-key-1'), JSON.stringify(p))
   })
 })
+
+describe('console and browser sign-in keys (SPEC §10)', () => {
+  const OIDC = { AUTHENTICATION_OIDC_ENABLED: 'true', AUTHENTICATION_OIDC_ISSUER: 'https://idp.example.com', AUTHENTICATION_OIDC_USERNAME_CLAIM: 'sub', AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse' }
+  it('defaults: console on with a 30 min idle timeout and a 12 h lifetime; browser sign-in off', () => {
+    const c = ok({})
+    assert.deepEqual(c.console, { enabled: true, idleTimeout: 1_800_000, absoluteLifetime: 43_200_000 })
+    assert.equal(c.authentication.oidc.browserLogin.enabled, false)
+    assert.equal(c.authentication.oidc.browserLogin.cookieName, '__Host-gatehouse-session')
+  })
+  it('GATEHOUSE_CONSOLE_IDLE_TIMEOUT sets the idle timeout; a lifetime shorter than it is a problem', () => {
+    assert.equal(ok({ GATEHOUSE_CONSOLE_IDLE_TIMEOUT: '3s' }).console.idleTimeout, 3000)
+    bad({ GATEHOUSE_CONSOLE_IDLE_TIMEOUT: '13h' }, 'console.absoluteLifetime', /shorter than console.idleTimeout/)
+    assert.throws(() => ok({ GATEHOUSE_CONSOLE_IDLE_TIMEOUT: '13h' }))
+    const f = yamlFile('console:\n  idleTimeout: 2h\n  absoluteLifetime: 1h\n')
+    bad({}, 'console.absoluteLifetime', /shorter/, f)
+  })
+  it('browser sign-in needs an identity provider or local users, and a client id', () => {
+    bad({ GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true' }, 'authentication.oidc.browserLogin.enabled', /needs an identity provider/)
+    const c = ok({ GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true', ...OIDC, GATEHOUSE_OIDC_CLIENT_SECRET: 's3cret' })
+    assert.equal(c.authentication.oidc.browserLogin.clientSecret, 's3cret')
+    ok({ GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true', GATEHOUSE_LOCAL_ENABLED: 'true' })
+    bad({ GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true', ...OIDC, AUTHENTICATION_OIDC_CLIENT_ID: '', AUTHENTICATION_OIDC_SKIP_CLIENT_ID_CHECK: 'true' }, 'authentication.oidc.clientId', /client id registered/)
+  })
+  it('a bad redirect URL, cookie name or scope, and two secrets, are each named', () => {
+    const f = yamlFile(['authentication:', '  oidc:', '    browserLogin:', '      enabled: true', '      clientSecret: a', '      clientSecretFile: /nonexistent/secret', '      redirectUrl: https://gh.example.com/callback', '      cookieName: "bad name"', '      scopes: [openid, "a\\"b"]', ''].join('\n'))
+    const r = load(OIDC, f)
+    const paths = r.problems.map((p) => p.path).sort()
+    assert.deepEqual(paths, ['authentication.oidc.browserLogin.clientSecretFile', 'authentication.oidc.browserLogin.clientSecretFile', 'authentication.oidc.browserLogin.cookieName', 'authentication.oidc.browserLogin.redirectUrl', 'authentication.oidc.browserLogin.scopes[1]'])
+    for (const p of r.problems) assert.ok(!JSON.stringify(p).includes('"a"'), 'the inline secret is never echoed')
+  })
+  it('a cookie name without __Host- is a warning, not a problem', () => {
+    const f = yamlFile('authentication:\n  oidc:\n    browserLogin:\n      enabled: true\n      cookieName: gh_session\n')
+    const r = load(OIDC, f)
+    assert.deepEqual(r.problems, [])
+    assert.ok(r.warnings.some((w) => /no __Host- prefix/.test(w)), r.warnings.join('\n'))
+  })
+})
