@@ -23,7 +23,9 @@ const FLOORS: readonly (readonly string[])[] = [
   ['authz'],
   ['auth'],
   ['issuer'],
+  ['browser'], // browser sign-in on the data listener: /oauth2/*, OIDC code flow, session authentication
   ['pipeline'],
+  ['console'], // the web console pages under /ui/ (the admin listener routes to them)
   ['admin'],
   ['compose.ts'], // the composition root: builds the runtime from the configuration
   ['server'],
