@@ -20,6 +20,7 @@ import type { Live, ServeState } from '../pipeline/handler.ts'
 import { asGatehouseError } from '../http/respond.ts'
 import type { CertManager } from '../tls/certs.ts'
 import type { OutboundTrust } from '../upstream/trust.ts'
+import type { IssuerStore } from '../store/store.ts'
 import type { Readiness } from './routes.ts'
 
 export interface AdminDeps {
@@ -36,6 +37,8 @@ export interface AdminDeps {
    * 10 s deadline is used. (Its `trustedProxies` is not used here: see the client address below.)
    */
   readonly live?: { readonly current: Live }
+  /** The state store (console sessions live there); absent in tests that need none. */
+  readonly store?: IssuerStore
 }
 
 type Access = 'public' | 'user' | 'reader' | 'admin' | 'password'

@@ -15,6 +15,8 @@ import type { Classification } from '../authz/profiles.ts'
 import type { Runtime } from './runtime.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
+import type { IssuerStore } from '../store/store.ts'
+import type { LocalIssuer } from '../issuer/localIssuer.ts'
 import { requestHasBody, type Forwarder } from '../upstream/forward.ts'
 import type { RequestContext } from './context.ts'
 import { authenticate } from './authenticate.ts'
@@ -44,6 +46,10 @@ export interface HandlerDeps {
   readonly live: { current: Live }
   readonly logger: Logger
   readonly state: ServeState
+  /** The state store (browser sessions live there); absent in tests that need none. */
+  readonly store?: IssuerStore
+  /** The local issuer, when local users are enabled (their browser sign-in). */
+  readonly issuer?: LocalIssuer
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/

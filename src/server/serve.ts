@@ -118,7 +118,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const live: { current: Live } = { current: { runtime: compile(config, verifiersOf(oidc)), forwarder: createForwarder(config, trust) } }
   const state: ServeState = { draining: false, inflight: 0 }
   const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status() }
-  const handler = createHandler({ live, logger, state })
+  const handler = createHandler({ live, logger, state, store, issuer })
   const h1Handler = checkRequestLine(handler)
   const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined
   const adminHandler = createAdminHandler({
@@ -131,6 +131,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     accessLog: config.log.access,
     tokenLifetimes: { accessMs: config.authentication.local.accessTokenLifetime, refreshMs: config.authentication.local.refreshTokenLifetime },
     live,
+    store,
   })
 
   let data: http.Server
