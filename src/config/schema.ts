@@ -136,6 +136,19 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     isPath: true,
     env: [gh('GATEHOUSE_STATE_DIR')],
   }),
+  store: group('Where the runtime state lives (users, tokens, revocations, lockout, sessions, settings, the local issuer’s key); docs/replicas.md.', {
+    url: leaf('string', 'file:', 'file: the embedded store in stateDir (one process, or workers on one machine); redis://HOST:PORT[/DB] or rediss:// (TLS) for a Redis or Valkey shared by several replicas. No password here: use password or passwordFile.', {
+      env: [gh('GATEHOUSE_STORE_URL')],
+    }),
+    caFile: leaf('string', undefined, 'PEM CA bundle trusted for rediss:// (in addition to the system CAs).', { optional: true, isPath: true, env: [gh('GATEHOUSE_STORE_CA_FILE')] }),
+    username: leaf('string', undefined, 'ACL user name (unset: the default user).', { optional: true, env: [gh('GATEHOUSE_STORE_USERNAME')] }),
+    password: leaf('string', undefined, 'ACL password (or the requirepass password).', { optional: true, secret: true, env: [gh('GATEHOUSE_STORE_PASSWORD')] }),
+    passwordFile: leaf('string', undefined, 'File holding the password (a Kubernetes Secret); trailing newline ignored.', { optional: true, isPath: true, env: [gh('GATEHOUSE_STORE_PASSWORD_FILE')] }),
+    keyPrefix: leaf('string', 'gatehouse:', 'Prefix of every key and of the pub/sub channel (several gatehouse deployments can share one Redis with different prefixes).', { env: [gh('GATEHOUSE_STORE_KEY_PREFIX')] }),
+    connectTimeout: leaf('duration', 5 * SECOND, 'Time limit of each connection attempt; at start, gatehouse gives up (exit 1) when the store cannot be reached within it.', { min: 100, max: 120_000 }),
+    commandTimeout: leaf('duration', 2 * SECOND, 'Time limit of each store operation (503 ERR_STORE_UNAVAILABLE beyond).', { min: 50, max: 60_000 }),
+    maxStaleness: leaf('duration', 1 * SECOND, 'How long a replica that lost the store’s revocation feed keeps honouring local tokens from its verified-token cache; beyond it they get 503 until the feed is back (a revocation is never missed silently).', { min: 250, max: 60_000 }),
+  }),
   log: group('Logging (pino JSON lines on stdout).', {
     level: leaf('enum', 'info', 'Log level.', {
       values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],

@@ -46,6 +46,19 @@ export interface Config {
   readonly grpcListener: { readonly enabled: boolean; readonly address: string; readonly port: number }
   readonly workers: number
   readonly stateDir: string
+  /** The state store (docs/replicas.md); durations in ms. */
+  readonly store: {
+    /** `file:` or a `redis://` / `rediss://` URL (never with a password in it). */
+    readonly url: string
+    readonly caFile: string | undefined
+    readonly username: string | undefined
+    readonly password: string | undefined
+    readonly passwordFile: string | undefined
+    readonly keyPrefix: string
+    readonly connectTimeout: number
+    readonly commandTimeout: number
+    readonly maxStaleness: number
+  }
   readonly log: { readonly level: LogLevel; readonly access: boolean }
   /** Peers whose X-Forwarded-* headers are kept (IPs or CIDRs). */
   readonly trustedProxies: readonly string[]

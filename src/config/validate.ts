@@ -53,6 +53,9 @@ export function validate(c: Config, sources: ReadonlyMap<string, Source>, proble
     if (!isCidrOrIp(entry)) add(`trustedProxies[${i}]`, 'not an IP address or CIDR range', 'write an address such as 10.0.0.5 or a range such as 10.0.0.0/8', JSON.stringify(entry))
   })
 
+  // --- state store
+  validateStore(c, add, warnings)
+
   // --- authentication
   const a = c.authentication
   if (a.apikey.enabled) validateApiKeys(c, add)
@@ -269,6 +272,49 @@ function validateApiKeys(c: Config, add: Add): void {
   })
   if (users.length > 1 && users.length !== total) {
     add('authentication.apikey.users', `length of users and keys must match, alternatively provide single user for all keys (${users.length} users, ${total} keys)`, 'give one user for all keys, or exactly one user per key in the same order')
+  }
+}
+
+/** A store URL as it may be shown: any password in it replaced (it is refused, never echoed). */
+export function redactStoreUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/[^:/@]*:)[^@]*@/i, '$1<redacted>@')
+}
+
+function validateStore(c: Config, add: Add, warnings: string[]): void {
+  const s = c.store
+  const p = 'store'
+  const shown = JSON.stringify(redactStoreUrl(s.url))
+  if (s.url === 'file:') {
+    for (const k of ['caFile', 'username', 'password', 'passwordFile'] as const) {
+      if (s[k] !== undefined) add(`${p}.${k}`, `set, but store.url is file: (the embedded store has no ${k === 'caFile' ? 'TLS' : 'credentials'})`, 'remove it, or set store.url to redis://… or rediss://…', k === 'password' ? '<redacted>' : JSON.stringify(s[k]))
+    }
+    return
+  }
+  let u: URL | undefined
+  try {
+    u = new URL(s.url)
+  } catch {
+    u = undefined
+  }
+  if (u === undefined || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) {
+    add(`${p}.url`, 'not file: nor a redis:// or rediss:// URL', 'use file: (the default, one machine) or redis://HOST:6379 / rediss://HOST:6380 for a shared Redis or Valkey', shown)
+    return
+  }
+  if (u.hostname === '') add(`${p}.url`, 'the URL names no host', 'write redis://HOST:PORT, e.g. redis://redis:6379', shown)
+  if (u.password !== '') add(`${p}.url`, 'the URL carries a password (it would show in process lists, logs and config print)', 'move it to store.password from GATEHOUSE_STORE_PASSWORD, or store.passwordFile (a mounted Secret)', shown)
+  if (u.username !== '' && s.username !== undefined) add(`${p}.username`, 'a user name is both in store.url and in store.username', 'keep one', JSON.stringify(s.username))
+  if (!/^\/?(\d{1,2})?$/.test(u.pathname)) add(`${p}.url`, 'the path must be a database number (e.g. /0) or nothing', 'write redis://HOST:PORT/0, or leave the path out', shown)
+  if (u.search !== '' || u.hash !== '') add(`${p}.url`, 'query parameters and fragments are not read', 'use the store.* keys (caFile, username, password, timeouts) instead', shown)
+  if (s.password !== undefined && s.passwordFile !== undefined) add(`${p}.passwordFile`, 'both password and passwordFile are set', 'keep one: GATEHOUSE_STORE_PASSWORD or a file', JSON.stringify(s.passwordFile))
+  if (s.passwordFile !== undefined && !existsSync(s.passwordFile)) add(`${p}.passwordFile`, 'the file does not exist', 'give the path of a file holding the store password (a mounted Secret)', JSON.stringify(s.passwordFile))
+  if (s.caFile !== undefined) {
+    if (u.protocol !== 'rediss:') add(`${p}.caFile`, 'a CA file is only used with rediss:// (TLS)', 'use rediss://… or remove store.caFile', JSON.stringify(s.caFile))
+    else if (!existsSync(s.caFile)) add(`${p}.caFile`, 'the file does not exist', 'give the path of a PEM CA bundle', JSON.stringify(s.caFile))
+    else if (!readFileSync(s.caFile, 'utf8').includes('-----BEGIN CERTIFICATE-----')) add(`${p}.caFile`, 'no PEM certificate in the file', 'give a PEM bundle (-----BEGIN CERTIFICATE-----)', JSON.stringify(s.caFile))
+  }
+  if (!/^[A-Za-z0-9:._-]{1,64}$/.test(s.keyPrefix)) add(`${p}.keyPrefix`, 'must be 1–64 letters, digits, ":", ".", "_" or "-"', 'keep the default gatehouse: or e.g. gatehouse-prod:', JSON.stringify(s.keyPrefix))
+  if (u.protocol === 'redis:' && (s.password !== undefined || s.passwordFile !== undefined) && !isLoopback(u.hostname)) {
+    warnings.push(`store.url is plain redis:// to ${u.hostname}: the store password and every token record cross the network unencrypted; use rediss:// unless a mesh encrypts it`)
   }
 }
 
