@@ -223,6 +223,21 @@ export class LocalIssuer implements JwtVerifier {
    * @throws ERR_BAD_REQUEST, ERR_TOO_MANY_FAILURES, ERR_ACCOUNT_LOCKED, ERR_LOGIN_FAILED
    */
   async login(name: unknown, pw: unknown, meta: RequestMeta = NO_META): Promise<TokenSet> {
+    return this.#issue(await this.#login(name, pw, meta), randomUUID())
+  }
+
+  /**
+   * The web console's sign-in: exactly the checks of `login` (malformed body, address throttle,
+   * lockout, password), but no tokens are issued — the console keeps a session instead.
+   *
+   * @throws ERR_BAD_REQUEST, ERR_TOO_MANY_FAILURES, ERR_ACCOUNT_LOCKED, ERR_LOGIN_FAILED
+   */
+  async checkLogin(name: unknown, pw: unknown, meta: RequestMeta = NO_META): Promise<{ username: string; role: Role; mustChangePassword: boolean; generation: number }> {
+    const u = await this.#login(name, pw, meta)
+    return { username: u.username, role: u.role, mustChangePassword: u.mustChangePassword, generation: u.generation }
+  }
+
+  async #login(name: unknown, pw: unknown, meta: RequestMeta): Promise<UserRecord> {
     const { username, password } = loginFields(name, pw)
     const key = meta.client
     const throttle = key === undefined ? undefined : this.#throttle
@@ -240,7 +255,7 @@ export class LocalIssuer implements JwtVerifier {
         audit(this.#logger, { event: 'login.address_blocked', actor: undefined, target: undefined, ...meta, outcome: 'success', extra: { blockedForSeconds: Math.round(this.#c.loginThrottle.blockDuration / 1000) } })
       }
     }
-    return this.#issue(user, randomUUID())
+    return user
   }
 
   /** `POST /api/v2/login/refresh`: rotate; a spent token revokes its family. */
@@ -393,6 +408,19 @@ export class LocalIssuer implements JwtVerifier {
   async revoke(username: string): Promise<void> {
     if ((await this.#store.bumpGeneration(username)) === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
     await this.#store.deleteSessionsOf(username, 'local') // SPEC §10: revoke-tokens ends every session
+  }
+
+  /**
+   * Clear one account's failed-login count and lock (the web console's "Unlock"; the API clears
+   * every lock with `DELETE /api/v2/lockoutPolicy`). A success finishes the count the same way a
+   * right password does.
+   */
+  async unlock(username: string): Promise<void> {
+    await this.#requireUser(username)
+    const now = this.#now()
+    const s = await this.#store.lockState(username, now)
+    if (s.failures === 0 && s.lockedUntil <= now) return
+    await this.#store.finishAttempt(username, true, await this.#policy(), now)
   }
 
   // --- policy and banner ----------------------------------------------------------------
