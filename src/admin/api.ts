@@ -21,6 +21,7 @@ import { asGatehouseError } from '../http/respond.ts'
 import type { CertManager } from '../tls/certs.ts'
 import type { OutboundTrust } from '../upstream/trust.ts'
 import type { IssuerStore } from '../store/store.ts'
+import { createConsole, type ConsoleHandler } from '../console/console.ts'
 import type { Readiness } from './routes.ts'
 
 export interface AdminDeps {
@@ -39,6 +40,8 @@ export interface AdminDeps {
   readonly live?: { readonly current: Live }
   /** The state store (console sessions live there); absent in tests that need none. */
   readonly store?: IssuerStore
+  /** The listeners' URLs, filled in once they are bound (the console's status page shows them). */
+  readonly urls?: { data?: string | undefined; admin?: string | undefined; grpc?: string | undefined }
 }
 
 type Access = 'public' | 'user' | 'reader' | 'admin' | 'password'
@@ -230,8 +233,39 @@ const ROUTES: Route[] = [
   { method: 'DELETE', path: /^\/api\/v2\/security\/caCert$/, access: 'admin', local: true, audit: { events: ['ca_cert.changed'], target: () => 'caCert', extra: change('unset') }, run: async (_c, d) => ({ data: await d.trust.unset() }) },
 ]
 
+/** Whether a path belongs to the web console (docs/console.md): `/ui` and everything under `/ui/`. */
+function isConsolePath(path: string): boolean {
+  return path === '/ui' || path.startsWith('/ui/')
+}
+
+/**
+ * The web console, built on first use; a 404 with what to enable when it is off. It needs local
+ * users (people sign in as local users), the state store (sessions) and the running config.
+ */
+function consoleFor(d: AdminDeps): () => ConsoleHandler {
+  let built: ConsoleHandler | undefined
+  return () => {
+    const config = d.live?.current.runtime.config
+    if (config !== undefined && !config.console.enabled) throw new GatehouseError('ERR_NOT_FOUND', { message: 'the web console is not enabled: set console.enabled: true (GATEHOUSE_CONSOLE_ENABLED=true)' })
+    if (d.issuer === undefined) throw new GatehouseError('ERR_NOT_FOUND', { message: 'the web console needs local users: set authentication.local.enabled (GATEHOUSE_LOCAL_ENABLED=true)' })
+    const live = d.live
+    if (live === undefined || d.store === undefined) throw new GatehouseError('ERR_NOT_FOUND', { message: 'the web console is not available on this listener (no state store)' })
+    built ??= createConsole({
+      issuer: d.issuer,
+      store: d.store,
+      logger: d.logger,
+      certs: d.certs,
+      trust: d.trust,
+      config: () => live.current.runtime.config,
+      facts: () => ({ listeners: d.readiness.listeners, state: d.readiness.state, draining: d.state.draining, issuers: d.readiness.issuers(), urls: d.urls ?? {} }),
+    })
+    return built
+  }
+}
+
 /** Build the admin listener's handler. */
 export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const consoleHandler = consoleFor(d)
   return (req, res) => {
     const requestId = randomUUID()
     const start = process.hrtime.bigint()
@@ -279,6 +313,13 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
       if (err.code === 'ERR_REQUEST_TIMEOUT' || err.code === 'ERR_REQUEST_TOO_LARGE') res.once('finish', () => req.socket.destroySoon())
     }
     void (async () => {
+      if (isConsolePath(path)) {
+        // Pages and form posts, not the JSON API: the console answers every request itself.
+        const out = await consoleHandler()(req, res, meta)
+        principal = out.principal
+        reason = out.reason
+        return
+      }
       const method = req.method === 'HEAD' ? 'GET' : (req.method as string)
       let pathMatched = false
       for (const r of ROUTES) {

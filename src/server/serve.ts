@@ -121,6 +121,8 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const handler = createHandler({ live, logger, state, store, issuer })
   const h1Handler = checkRequestLine(handler)
   const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined
+  // Filled in once the listeners are bound (the web console's status page shows them).
+  const urls: { data?: string; admin?: string; grpc?: string } = {}
   const adminHandler = createAdminHandler({
     state,
     readiness,
@@ -132,6 +134,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     tokenLifetimes: { accessMs: config.authentication.local.accessTokenLifetime, refreshMs: config.authentication.local.refreshTokenLifetime },
     live,
     store,
+    urls,
   })
 
   let data: http.Server
@@ -223,6 +226,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const adminUrl = admin === undefined ? undefined : url(admin, config.admin.address)
   certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server]), ...(grpcServer === undefined ? [] : [grpcServer.server as unknown as https.Server])])
   const grpcListenerUrl = grpcServer === undefined ? undefined : url(grpcServer.server as unknown as http.Server, config.grpcListener.address)
+  Object.assign(urls, { data: dataUrl, admin: adminUrl, grpc: grpcListenerUrl })
   // Another worker changed a runtime setting: apply it here too.
   store.onSettingChange?.((key) => {
     if (key === 'tls') void certs?.reload()
