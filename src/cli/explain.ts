@@ -303,6 +303,7 @@ function readOnly(s: IssuerStore): IssuerStore {
     getSession: (h) => s.getSession(h),
     putSession: refuse,
     touchSession: refuse,
+    updateSessionOidc: refuse,
     deleteSession: refuse,
     deleteSessionsOf: refuse,
     deleteSetting: refuse,

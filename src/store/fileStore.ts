@@ -277,6 +277,16 @@ export class FileStore implements IssuerStore {
     return { ok: true, session: next }
   }
 
+  async updateSessionOidc(hash: string, oidc: NonNullable<SessionRecord['oidc']>): Promise<boolean> {
+    const s = Object.hasOwn(this.#d.sessions, hash) ? (this.#d.sessions[hash] as SessionRecord) : undefined
+    // Only a session that already holds OIDC tokens takes new ones (a local session never does).
+    if (s === undefined || s.oidc === undefined) return false
+    this.#d.sessions[hash] = { ...s, oidc: { issuer: oidc.issuer, sealed: oidc.sealed, expiresAt: oidc.expiresAt } }
+    // Written at once: a refresh token that providers rotate must survive a restart.
+    this.#save('sessions')
+    return true
+  }
+
   async deleteSession(hash: string): Promise<boolean> {
     if (!Object.hasOwn(this.#d.sessions, hash)) return false
     delete this.#d.sessions[hash]

@@ -157,6 +157,9 @@ export class IpcStore implements IssuerStore {
   touchSession(hash: string, now: number): Promise<SessionTouch> {
     return this.#call('touchSession', [hash, now]) as Promise<SessionTouch>
   }
+  updateSessionOidc(hash: string, oidc: NonNullable<SessionRecord['oidc']>): Promise<boolean> {
+    return this.#call('updateSessionOidc', [hash, oidc]) as Promise<boolean>
+  }
   deleteSession(hash: string): Promise<boolean> {
     return this.#call('deleteSession', [hash]) as Promise<boolean>
   }

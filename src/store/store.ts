@@ -113,6 +113,11 @@ export interface StateStore {
    * idleTimeoutMs`) or past `expiresAt`, else move `lastSeenAt` to `now` and return it.
    */
   touchSession(hash: string, now: number): Promise<SessionTouch>
+  /**
+   * One step: replace the sealed OIDC tokens of a session (after a refresh); false when the
+   * session is gone (ended meanwhile: the refresh is not resurrected). Nothing else changes.
+   */
+  updateSessionOidc(hash: string, oidc: NonNullable<SessionRecord['oidc']>): Promise<boolean>
   /** End one session; false when there was none. */
   deleteSession(hash: string): Promise<boolean>
   /** End every session of `username` (only those signed in with `method`, when given); how many ended. */
