@@ -19,6 +19,10 @@ import type { Config, SecretRef } from './config/types.ts'
 import { trustedProxyList } from './config/validate.ts'
 import type { Runtime } from './pipeline/runtime.ts'
 import { anonymousEnabled } from './config/anonymous.ts'
+import { BrowserLogin } from './browser/login.ts'
+import { ProviderClient } from './browser/provider.ts'
+import { OidcVerifier } from './auth/oidc/verifier.ts'
+import { stripCookies } from './session/cookie.ts'
 
 export type { Runtime } from './pipeline/runtime.ts'
 
@@ -55,6 +59,7 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
     fixed,
     fixedLower: new Set(fixed.map(([k]) => k.toLowerCase())),
     preserveHost: c.upstream.preserveHost,
+    cookieFilter: gatehouseCookieFilter(c.authentication.oidc.browserLogin.cookieName),
   })
   let wellKnown: string | undefined
   if (a.oidc.enabled) {
@@ -74,6 +79,7 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
       : new FailureThrottle({ maxFailures: ft.maxFailures, windowMs: ft.window, blockMs: ft.blockDuration, maxAddresses: ft.maxAddresses })
   return Object.freeze({
     config: c,
+    browser: compileBrowserLogin(c, extraVerifiers),
     throttle,
     trustedProxies: headers.hasTrusted ? headers.trusted : undefined,
     requestIdHeader: ih.requestId.toLowerCase(),
@@ -89,6 +95,54 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
     anonymousEnabled: anon,
     proto: c.tls.enabled ? 'https' : 'http',
     tokenCache,
+  })
+}
+
+/** Every cookie gatehouse sets starts with this (session, flow, console): none reaches the upstream. */
+const OWN_COOKIE_PREFIX = '__Host-gatehouse-'
+
+/**
+ * The Cookie filter of the header policy: gatehouse's own cookies (the configured session cookie
+ * and every `__Host-gatehouse-…` one — the console's too, since cookies are not scoped by port)
+ * are removed from every Cookie field; other cookies pass byte for byte.
+ */
+function gatehouseCookieFilter(sessionCookie: string): (values: readonly string[]) => string | undefined {
+  const names = [sessionCookie]
+  const prefixes = [OWN_COOKIE_PREFIX]
+  return (values) => stripCookies(values, names, prefixes)
+}
+
+/**
+ * The browser sign-in (SPEC §10), or undefined when it is off. The ID token is verified by the
+ * main issuer's bearer verifier (the same rules), and the provider is reached with that issuer's
+ * HTTP client (its CA, time and size limits).
+ */
+function compileBrowserLogin(c: Config, verifiers: ReadonlyMap<string, JwtVerifier>): BrowserLogin | undefined {
+  const a = c.authentication
+  const b = a.oidc.browserLogin
+  if (!b.enabled) return undefined
+  let oidc: BrowserLogin['settings']['oidc']
+  if (a.oidc.enabled) {
+    const verifier = verifiers.get(a.oidc.issuer)
+    if (!(verifier instanceof OidcVerifier)) throw new TypeError(`browser sign-in: no verifier for issuer ${a.oidc.issuer}`)
+    const secret = b.clientSecret ?? (b.clientSecretFile === undefined ? undefined : resolveSecret({ file: b.clientSecretFile }))
+    const scopes = [...new Set(['openid', ...b.scopes])]
+    oidc = {
+      issuer: a.oidc.issuer,
+      clientId: a.oidc.clientId,
+      scopes,
+      verifier,
+      provider: new ProviderClient({ issuer: a.oidc.issuer, clientId: a.oidc.clientId, clientSecret: secret === '' ? undefined : secret, http: () => verifier.http }),
+    }
+  }
+  return new BrowserLogin({
+    oidc,
+    localUsers: a.local.enabled && b.localUsers,
+    redirectUrl: b.redirectUrl === '' ? undefined : b.redirectUrl,
+    cookieName: b.cookieName,
+    idleTimeoutMs: b.idleTimeout,
+    lifetimeMs: b.cookieLifetime,
+    proto: c.tls.enabled ? 'https' : 'http',
   })
 }
 

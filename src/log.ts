@@ -164,6 +164,8 @@ export function flushLogs(logger: Logger): void {
 export type AuditEvent =
   | 'login'
   | 'login.address_blocked'
+  | 'browser.sign_in'
+  | 'browser.sign_out'
   | 'account.locked'
   | 'locks.cleared'
   | 'refresh_token.reused'

@@ -30,6 +30,12 @@ export interface HeaderPolicy {
   readonly fixed: readonly (readonly [string, string])[]
   readonly fixedLower: ReadonlySet<string>
   readonly preserveHost: boolean
+  /**
+   * The `Cookie` header to forward, from every `Cookie` field the client sent (HTTP/2 may send
+   * several): gatehouse's own cookies removed (compiled in compose.ts from session/cookie.ts),
+   * undefined to drop the header. Absent: cookies pass as they are.
+   */
+  readonly cookieFilter?: ((values: readonly string[]) => string | undefined) | undefined
 }
 
 /** Canonical form for comparing header names across spellings: lower case, letters and digits only. */
@@ -153,6 +159,7 @@ const KIND = {
   KEEP: 1,
   AUTHORIZATION: 2,
   FORWARDED: 3, // X-Forwarded-*, Forwarded, X-Real-IP: kept only from trusted proxies
+  COOKIE: 4, // filtered: gatehouse's session and flow cookies never reach the upstream
 } as const
 type Kind = (typeof KIND)[keyof typeof KIND]
 
@@ -178,6 +185,7 @@ function classify(policy: HeaderPolicy, name: string): Kind {
   else if (policy.fixedLower.has(lower)) kind = KIND.DROP
   else if (policy.managed.has(canon) || ALWAYS_STRIPPED.has(canon) || hasPrefix(policy.stripPrefixes, canon)) kind = KIND.DROP
   else if (canon.startsWith('xforwarded') || lower === 'forwarded' || canon === 'xrealip') kind = KIND.FORWARDED
+  else if (lower === 'cookie' && policy.cookieFilter !== undefined) kind = KIND.COOKIE
   else kind = KIND.KEEP
   // Bounded: a client inventing header names cannot grow it without limit.
   if (cache.size < MAX_CACHED_NAMES) cache.set(name, kind)
@@ -219,12 +227,18 @@ export function upstreamHeaders(req: HeaderSource, policy: HeaderPolicy, facts: 
   let xff: string | undefined
   let xfp: string | undefined
   let xfh: string | undefined
+  let cookies: string[] | undefined
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const kind = classify(policy, name)
     if (kind === KIND.DROP) continue
     if (named !== undefined && named.has(name.toLowerCase())) continue
     const value = raw[i + 1] as string
+    if (kind === KIND.COOKIE) {
+      // Every Cookie field, joined once below: a session id in a second field is caught too.
+      ;(cookies ??= []).push(value)
+      continue
+    }
     if (kind === KIND.FORWARDED) {
       if (!peerTrusted) continue
       // From a trusted proxy: keep the chain (exact spelling only), appended to below.
@@ -236,6 +250,10 @@ export function upstreamHeaders(req: HeaderSource, policy: HeaderPolicy, facts: 
       continue
     }
     out.push(name, value)
+  }
+  if (cookies !== undefined) {
+    const kept = (policy.cookieFilter as (v: readonly string[]) => string | undefined)(cookies)
+    if (kept !== undefined) out.push('Cookie', kept)
   }
   const n = policy.names
   const p = facts.principal

@@ -19,7 +19,9 @@ import type { IssuerStore } from '../store/store.ts'
 import type { LocalIssuer } from '../issuer/localIssuer.ts'
 import { requestHasBody, type Forwarder } from '../upstream/forward.ts'
 import type { RequestContext } from './context.ts'
-import { authenticate } from './authenticate.ts'
+import { authenticateRequest, registerServices, sessionManager, type SessionServices } from './session.ts'
+import { handleBrowserRoute, isBrowserRoute, signInLocation } from '../browser/routes.ts'
+import { isPageNavigation } from '../browser/detect.ts'
 import { clientKey } from '../auth/throttle.ts'
 import { upstreamHeaders } from '../http/headers.ts'
 import { asGatehouseError, sendError, sendJson } from '../http/respond.ts'
@@ -54,11 +56,15 @@ export interface HandlerDeps {
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
 
+/** `admit`'s answer when the request was one of gatehouse's own browser routes (answered there). */
+const ROUTED: unique symbol = Symbol('routed')
+
 /** Build the request handler for the data listener. */
 export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { live, logger, state } = deps
+  const services: SessionServices | undefined = deps.store === undefined ? undefined : { store: deps.store, issuer: deps.issuer, logger }
 
-  return (req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const current = live.current
     const rt = current.runtime
     // 1 · request id: kept from the client when well-formed, else generated
@@ -91,26 +97,45 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     if (state.draining && req.httpVersionMajor < 2) res.setHeader('connection', 'close')
     // Synchronous unless authentication has to wait (a key fetch, a first-sight JWT): no promise
     // or microtask per request on the common path.
-    let principal: Principal | Promise<Principal>
+    let principal: Principal | Promise<Principal> | typeof ROUTED
     try {
       principal = admit(ctx, rt)
     } catch (e) {
       // Answered after the parser has finished this packet: when the same bytes are also
       // malformed (a smuggling shape), the parser's 400 goes out and closes the connection, and
       // the client never sees two answers to one message.
-      queueMicrotask(() => sendError(ctx, asGatehouseError(e)))
+      queueMicrotask(() => refuse(ctx, rt, asGatehouseError(e)))
       return
     }
+    if (principal === ROUTED) return
     if (principal instanceof Promise) {
       principal.then(
         (p) => proceed(ctx, current, p),
-        (e: unknown) => sendError(ctx, asGatehouseError(e)),
+        (e: unknown) => refuse(ctx, rt, asGatehouseError(e)),
       )
     } else proceed(ctx, current, principal)
   }
+  if (services !== undefined) registerServices(handler, services)
+  return handler
+
+  /**
+   * The error answer; except that a browser loading a page without a credential, when browser
+   * sign-in is on, is sent to sign in (302) — every other request keeps the JSON 401 (SPEC §9).
+   */
+  function refuse(ctx: RequestContext, rt: Runtime, err: GatehouseError): void {
+    const login = rt.browser
+    if (login !== undefined && services !== undefined && err.code === 'ERR_UNAUTHENTICATED' && ctx.credential === undefined && !ctx.res.headersSent && isPageNavigation(ctx.req)) {
+      ctx.reason = err.code
+      ctx.detail = ctx.detail === undefined ? 'sent to sign in' : `${ctx.detail}; sent to sign in`
+      ctx.res.writeHead(302, { location: signInLocation(login, ctx.req.url ?? '/'), 'cache-control': 'no-store', 'content-length': 0, 'x-request-id': ctx.requestId })
+      ctx.res.end()
+      return
+    }
+    sendError(ctx, err)
+  }
 
   /** Stages 0–5: limits, target, credential, classification, authentication. */
-  function admit(ctx: RequestContext, rt: Runtime): Principal | Promise<Principal> {
+  function admit(ctx: RequestContext, rt: Runtime): Principal | Promise<Principal> | typeof ROUTED {
     const { req } = ctx
     const method = req.method as string
     // 0 · what llhttp lets through: the limits (it bounds only the whole head), and framing
@@ -128,6 +153,15 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     // 2 · target
     const target = parseTarget(url)
     ctx.path = target.path
+    // gatehouse's own sign-in routes (/oauth2/…) when browser sign-in is on: answered, never forwarded.
+    if (rt.browser !== undefined && services !== undefined && isBrowserRoute(target.path)) {
+      const login = rt.browser
+      void handleBrowserRoute(
+        { req, res: ctx.res, path: target.path, query: target.query, requestId: ctx.requestId, client: clientKey(req.socket.remoteAddress, req.headers['x-forwarded-for'], rt.trustedProxies) },
+        { login, sessions: sessionManager(login, services.store), store: services.store, issuer: services.issuer, logger },
+      )
+      return ROUTED
+    }
     // 4 · credential (read from the client's own headers, before any stripping can hide it)
     const { credential, query } = extractCredential(req, target.query, rt.extract)
     ctx.credential = credential
@@ -135,8 +169,10 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     // 6a · what the request needs (decided before authentication: public paths admit anonymous)
     // A CORS preflight is public under every profile (SPEC §6): decide.ts, shared with explain.
     ctx.classification = classifyRequest(rt, req, method, target.path)
-    // 5 · authenticate (behind the failure throttle)
-    return authenticate(rt, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }))
+    // 5 · authenticate (behind the failure throttle); without a credential, a browser session
+    return authenticateRequest(rt, req.headers, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }), services, (why) => {
+      ctx.detail = `session ${why}`
+    })
   }
 
   /** Stages 6–8: authorize, then answer the well-known document or forward. */

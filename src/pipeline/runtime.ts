@@ -11,10 +11,13 @@ import type { Profile } from '../authz/profiles.ts'
 import type { Config } from '../config/types.ts'
 import type { HeaderPolicy } from '../http/headers.ts'
 import type { BodyRate } from '../http/bodyRate.ts'
+import type { BrowserLogin } from '../browser/login.ts'
 
 /** Everything a request needs, compiled. */
 export interface Runtime {
   readonly config: Config
+  /** Browser sign-in on this listener (`authentication.oidc.browserLogin`), or undefined when off. */
+  readonly browser: BrowserLogin | undefined
   readonly profile: Profile
   readonly authenticator: Authenticator
   readonly adminList: AdminList

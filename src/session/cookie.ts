@@ -82,15 +82,19 @@ export function readCookie(header: string | readonly string[] | undefined, name:
  * The `Cookie` header to forward: every cookie whose name is one of `names` (compared without
  * regard to case and surrounding whitespace, so no spelling slips through) is removed; every other
  * cookie is kept byte for byte, in order. Undefined when nothing remains (drop the header).
+ * `prefixes` removes whole families the same way (`__Host-gatehouse-`: every cookie gatehouse
+ * sets, on either listener — cookies are not scoped by port).
  */
-export function stripCookies(header: string | readonly string[] | undefined, names: Iterable<string>): string | undefined {
+export function stripCookies(header: string | readonly string[] | undefined, names: Iterable<string>, prefixes: readonly string[] = []): string | undefined {
   const h = joined(header)
   if (h === undefined) return undefined
   const drop = new Set([...names].map((n) => n.toLowerCase()))
+  const dropPrefixes = prefixes.map((p) => p.toLowerCase())
   const kept: string[] = []
   for (const piece of h.split(';')) {
     if (piece.trim() === '') continue
-    if (drop.has(nameOf(piece).toLowerCase())) continue
+    const name = nameOf(piece).toLowerCase()
+    if (drop.has(name) || dropPrefixes.some((p) => name.startsWith(p))) continue
     kept.push(piece)
   }
   if (kept.length === 0) return undefined

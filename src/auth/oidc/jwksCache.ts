@@ -99,6 +99,14 @@ export class JwksCache {
     void old.close()
   }
 
+  /**
+   * The HTTP client of this issuer and its limits (time, bytes): the browser sign-in talks to
+   * the issuer's other endpoints (discovery, token) with the same trust and bounds.
+   */
+  get http(): { readonly dispatcher: Dispatcher; readonly limits: FetchLimits } {
+    return { dispatcher: this.#dispatcher, limits: this.#o.limits }
+  }
+
   /** The file the last good documents are kept in. */
   get persistFile(): string | undefined {
     if (this.#o.stateDir === undefined) return undefined

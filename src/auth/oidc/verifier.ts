@@ -48,6 +48,11 @@ export class OidcVerifier implements JwtVerifier {
     return this.#o.issuer
   }
 
+  /** The issuer's HTTP client and limits (the browser sign-in's discovery and token requests). */
+  get http(): JwksCache['http'] {
+    return this.#o.cache.http
+  }
+
   /** The algorithms accepted now. */
   allowedAlgorithms(): string[] {
     const configured = this.#o.algorithms.filter((a) => ASYMMETRIC.has(a))
