@@ -11,7 +11,10 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
+import { X509Certificate } from 'node:crypto'
+import { peerFingerprint } from '../helpers/cli.ts'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type TestProxy } from '../helpers/proxy.ts'
+import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 
 const ADMIN_PW = 'Http-admin-pass-1'
 const ALICE_PW = 'Alice-http-pass-1'
@@ -349,6 +352,53 @@ describe('the web console over HTTPS, request by request', { timeout: 120_000 },
     assert.equal(json.status, 415)
     const big = await post('/ui/security/ca', s, { _csrf: s.csrf, certificate: 'x'.repeat(70 * 1024) })
     assert.equal(big.status, 413)
+  })
+})
+
+describe('certificates through the console', { timeout: 60_000 }, () => {
+  let gh: TestProxy
+  after(async () => {
+    await gh?.stop()
+  })
+
+  it('an uploaded certificate is what both listeners present next (the checks of security tls set); a key that does not match changes nothing; the CA certificate is set', async () => {
+    gh = await startProxy({ env: { GATEHOUSE_LOCAL_ENABLED: 'true', GATEHOUSE_TLS_ENABLED: 'true', GATEHOUSE_ADMIN_PASSWORD: ADMIN_PW }, logLevel: 'info' })
+    const base = gh.adminUrl as string
+    const ca = gh.ca as string
+    const page = await call(base, ca, 'GET', '/ui/login')
+    const login = cookieValue(page, '__Host-gatehouse-console-login') as string
+    const signed = await call(base, ca, 'POST', '/ui/login', { headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin', cookie: `__Host-gatehouse-console-login=${login}` }, body: form({ _csrf: login, username: 'admin', password: ADMIN_PW }) })
+    const cookie = `__Host-gatehouse-console=${cookieValue(signed, '__Host-gatehouse-console') as string}`
+    const csrf = csrfOf((await call(base, ca, 'GET', '/ui/security', { headers: { cookie } })).body)
+    const send = (trust: string, path: string, fields: Record<string, string>): Promise<Res> => call(base, trust, 'POST', path, { headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin', cookie }, body: form({ _csrf: csrf, ...fields }) })
+    const before = await peerFingerprint(base)
+    const next = generateSelfSignedCertificate({ commonName: 'gatehouse console upload' })
+    const other = generateSelfSignedCertificate({ commonName: 'gatehouse other' })
+
+    const mismatch = await send(ca, '/ui/security/tls', { certificate: next.certPem, private_key: other.keyPem })
+    assert.equal(mismatch.status, 400)
+    assert.match(mismatch.body, /The current certificate stays in use/)
+    assert.equal(await peerFingerprint(base), before, 'nothing changed')
+
+    const ok = await send(ca, '/ui/security/tls', { certificate: next.certPem, private_key: next.keyPem })
+    assert.equal(ok.status, 303)
+    assert.equal(ok.headers.location, '/ui/security?m=tls')
+    const fp = new X509Certificate(next.certPem).fingerprint256
+    assert.equal(await peerFingerprint(base), fp, 'the admin listener presents the new certificate')
+    assert.equal(await peerFingerprint(gh.url), fp, 'the data listener too')
+    // From here on the client trusts the new certificate.
+    const sec = await call(base, next.certPem, 'GET', '/ui/security?m=tls', { headers: { cookie } })
+    assert.match(sec.body, /The certificate was installed/)
+    assert.match(sec.body, /uploaded through the console or the API/)
+    assert.doesNotMatch(sec.body, /PRIVATE KEY-----[A-Za-z0-9+/]/, 'the key is never shown')
+
+    const setCa = await send(next.certPem, '/ui/security/ca', { certificate: other.certPem })
+    assert.equal(setCa.status, 303)
+    const status = await call(base, next.certPem, 'GET', '/ui/security', { headers: { cookie } })
+    assert.match(status.body, /CN=gatehouse other/)
+    assert.ok(gh.logs.some((l) => l.includes('"event":"tls.changed"') && l.includes('"outcome":"success"') && l.includes('"change":"set"')))
+    assert.ok(gh.logs.some((l) => l.includes('"event":"ca_cert.changed"') && l.includes('"outcome":"success"')))
+    assert.ok(!gh.logs.some((l) => l.includes('PRIVATE KEY')), 'no key in the logs')
   })
 })
 
