@@ -479,12 +479,13 @@ export function createConsole(d: ConsoleDeps): ConsoleHandler {
     const scheme = (req.socket as TLSSocket).encrypted === true ? 'https' : 'http'
     const host = req.headers.host ?? ''
     const c0 = { req, res, meta, path, query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), head: req.method === 'HEAD' }
-    if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)) {
-      const c: Ctx = { ...c0, origin: `${scheme}://invalid` }
-      errorPage(c, 400, 'Bad request', 'The Host header is missing or malformed.', undefined)
+    // The expected origin of form posts: this Host with this listener's scheme (as the browser serializes it).
+    const origin = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host) ? originOf(`${scheme}://${host}`) : undefined
+    if (origin === undefined) {
+      errorPage({ ...c0, origin: `${scheme}://invalid` }, 400, 'Bad request', 'The Host header is missing or malformed.', undefined)
       return { reason: 'ERR_BAD_REQUEST' }
     }
-    const c: Ctx = { ...c0, origin: new URL(`${scheme}://${host}`).origin }
+    const c: Ctx = { ...c0, origin }
     try {
       const asset = ASSETS.get(path)
       if (asset !== undefined && method === 'GET') {
@@ -585,6 +586,15 @@ export function createConsole(d: ConsoleDeps): ConsoleHandler {
 
 function principalOf(u: { username: string; role: Role; mustChangePassword: boolean }): Principal {
   return Object.freeze({ user: u.username, groups: Object.freeze([u.role]), method: 'local' as const, mustChangePassword: u.mustChangePassword })
+}
+
+function originOf(url: string): string | undefined {
+  try {
+    const o = new URL(url).origin
+    return o === 'null' ? undefined : o
+  } catch {
+    return undefined
+  }
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
