@@ -14,6 +14,7 @@ import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, startOidcProvider, type OidcP
 import { assertNoSecretsInLogs, startProxy, waitReady, type Reply, type TestProxy } from '../helpers/proxy.ts'
 import { sleep } from '../helpers/rawClient.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+import { startRefusingUpgradeUpstream, upgradeStatus, type RefusingUpgradeUpstream } from '../helpers/upgrade.ts'
 
 const SESSION = '__Host-gatehouse-session'
 const FLOW = '__Host-gatehouse-flow'
@@ -353,5 +354,63 @@ describe('browser sign-in on the wire', () => {
     assert.ok(audits.some((a) => a.event === 'browser.sign_out' && a.actor === 'dave'))
     assertNoSecretsInLogs(gh.logs, secrets)
     for (const l of gh.logs) assert.doesNotMatch(l, /[?&](code|state)=|code_verifier|id_token_hint|__Host-gatehouse-session=/, l.slice(0, 200))
+  })
+})
+
+/** A whole sign-in at `gh` as `login`, over the wire: the session cookie's value. */
+async function signInAt(gh: TestProxy, login: string): Promise<string> {
+  const start = await gh.request('/oauth2/start?rd=%2F')
+  const flow = setCookie(start, FLOW) as string
+  const cb = await throughProvider(start.headers.location as string, login, `${gh.url}/oauth2/callback`)
+  const r = await gh.request(`/oauth2/callback${cb.search}`, { headers: { cookie: `${FLOW}=${flow}` } })
+  const id = setCookie(r, SESSION)
+  assert.ok(id !== undefined, r.text)
+  return id
+}
+
+describe('WebSocket upgrades with a browser session', () => {
+  let op: OidcProvider
+  let up: RefusingUpgradeUpstream
+  let gh: TestProxy
+
+  before(async () => {
+    op = await startOidcProvider()
+    up = await startRefusingUpgradeUpstream()
+    gh = await startProxy({
+      env: {
+        GATEHOUSE_TLS_ENABLED: 'true',
+        GATEHOUSE_UPSTREAM_URL: up.url,
+        AUTHENTICATION_OIDC_ENABLED: 'true',
+        AUTHENTICATION_OIDC_ISSUER: op.issuer,
+        AUTHENTICATION_OIDC_CLIENT_ID: BROWSER_CLIENT_ID,
+        AUTHENTICATION_OIDC_USERNAME_CLAIM: 'preferred_username',
+        GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true',
+        GATEHOUSE_OIDC_CLIENT_SECRET: BROWSER_CLIENT_SECRET,
+      },
+    })
+    await op.enableBrowserClient({ redirectUris: [`${gh.url}/oauth2/callback`] })
+    await waitReady(gh)
+  })
+  after(async () => {
+    await gh?.stop()
+    await up?.close()
+    await op?.close()
+  })
+
+  it('a handshake with the session cookie from this origin is forwarded as the user, without the cookie; another origin or no session is refused', async () => {
+    const id = await signInAt(gh, 'erin')
+    const ws = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }
+    const host = new URL(gh.url).host
+    // The upstream refuses every handshake with 403; what matters is what reached it.
+    assert.equal(await upgradeStatus(gh, '/ws', { ...ws, origin: `https://${host}`, cookie: `app=1; ${SESSION}=${id}` }), 403)
+    assert.equal(up.handshakes.length, 1)
+    const h = up.handshakes[0] as { rawHeaders: string[] }
+    const get = (n: string): string[] => h.rawHeaders.flatMap((v, i) => (i % 2 === 1 && h.rawHeaders[i - 1]?.toLowerCase() === n ? [v] : []))
+    assert.deepEqual(get('x-forwarded-user'), ['erin'])
+    assert.deepEqual(get('cookie'), ['app=1'])
+    // Cross-site WebSocket hijacking: a page of another origin carrying the cookie is refused here.
+    assert.equal(await upgradeStatus(gh, '/ws', { ...ws, origin: 'https://evil.example', cookie: `${SESSION}=${id}` }), 403)
+    assert.equal(await upgradeStatus(gh, '/ws', { ...ws, cookie: `${SESSION}=${'A'.repeat(43)}` }), 401)
+    assert.equal(up.handshakes.length, 1, 'nothing else reached the upstream')
   })
 })
