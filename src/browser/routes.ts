@@ -85,12 +85,12 @@ async function route(r: RouteRequest, d: RouteDeps): Promise<void> {
       return
     case '/oauth2/start':
       if (method !== 'GET') return methodNotAllowed(r, 'GET')
-      return start(r, d, safeReturnPath(q.get('rd') ?? undefined))
+      return start(r, d, returnPath(q.get('rd')))
     case '/oauth2/callback':
       if (method !== 'GET') return methodNotAllowed(r, 'GET')
       return callback(r, d, q)
     case '/oauth2/sign_in':
-      if (method === 'GET') return showSignIn(r, d, safeReturnPath(q.get('rd') ?? undefined), undefined, undefined, 200)
+      if (method === 'GET') return showSignIn(r, d, returnPath(q.get('rd')), undefined, undefined, 200)
       if (method === 'POST') return postSignIn(r, d)
       return methodNotAllowed(r, 'GET, POST')
     case '/oauth2/sign_out':
@@ -102,6 +102,16 @@ async function route(r: RouteRequest, d: RouteDeps): Promise<void> {
     default:
       return sendPage(r, 404, problemPage('Page not found', 'There is no such sign-in page.', startFor(d.login, '/')))
   }
+}
+
+/**
+ * Where a sign-in returns: `safeReturnPath` (a path on this origin, every open-redirect shape
+ * refused), and never one of these routes — a return to `/oauth2/sign_out` would end the new
+ * session at once, one to `/oauth2/start` would start over.
+ */
+function returnPath(rd: string | null): string {
+  const p = safeReturnPath(rd ?? undefined)
+  return p.toLowerCase().startsWith(ROUTE_PREFIX) ? '/' : p
 }
 
 /** The start of a sign-in that returns to `rd`: the sign-in page when it offers local users, else the OIDC start. */
@@ -216,6 +226,9 @@ async function callback(r: RouteRequest, d: RouteDeps, q: URLSearchParams): Prom
     return failSignIn(r, d, 400, `state:${why}`, why === 'expired' ? 'The sign-in took too long. Please start again.' : 'This sign-in did not start in this browser, or it was already used. Please start again.', '/')
   }
   const flow = opened.flow
+  // RFC 9207: a provider that names itself in the answer must be ours (mix-up defence).
+  const iss = q.get('iss')
+  if (iss !== null && iss !== o.issuer) return failSignIn(r, d, 400, 'iss-mismatch', 'The answer came from another identity provider. Please start again.', rd)
   const code = q.get('code')
   if (code === null || code === '' || code.length > 2048) return failSignIn(r, d, 400, 'no-code', 'The identity provider sent no authorization code.', rd)
   let tokens
@@ -305,7 +318,7 @@ async function postSignIn(r: RouteRequest, d: RouteDeps): Promise<void> {
   if (!s.localUsers || d.issuer === undefined) return sendPage(r, 404, problemPage('Page not found', 'Local accounts cannot sign in here.', startFor(d.login, '/')))
   const form = await readForm(r.req)
   if (form === undefined) return sendPage(r, 400, problemPage('Sign-in failed', 'The sign-in form was not sent as expected. Please start again.', '/oauth2/sign_in?rd=%2F'))
-  const rd = safeReturnPath(form.get('rd') ?? undefined)
+  const rd = returnPath(form.get('rd'))
   const csrf = form.get('csrf') ?? undefined
   const cookie = readCookie(r.req.headers.cookie, FLOW_COOKIE)
   const opened = openFlow(cookie.ok ? cookie.value : undefined, csrf, 'csrf', now(d))

@@ -200,6 +200,10 @@ describe('browser sign-in on the wire', () => {
       assert.match(r.text, /Try again/)
       assert.doesNotMatch(r.text, /at .*\.ts:\d+|Error:/, 'no stack')
     }
+    // RFC 9207 mix-up defence: an answer naming another issuer is refused.
+    const mixed = await gh.request(`/oauth2/callback?code=${code}&state=${state}&iss=${encodeURIComponent('https://evil.example')}`, { headers: { cookie: `${FLOW}=${flow}` } })
+    assert.equal(mixed.status, 400)
+    assert.equal(setCookie(mixed, SESSION), undefined)
     const denied = await gh.request(`/oauth2/callback?error=access_denied&error_description=${encodeURIComponent('<script>alert(1)</script>')}&state=${state}`, { headers: { cookie: `${FLOW}=${flow}` } })
     assert.equal(denied.status, 400)
     assert.match(denied.text, /cancelled or denied/)
