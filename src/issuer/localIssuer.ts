@@ -1,8 +1,9 @@
 /**
  * gatehouse's own issuer for local users (Weka's model, SPEC §8).
  *
- * - An ES256 signing key generated once into `<stateDir>/issuer/` (mode 0600); its public JWKS
- *   is served on the admin listener.
+ * - An ES256 signing key generated once into `<stateDir>/issuer/` (mode 0600) — or, on a
+ *   shared store (Redis), once into the store, so every replica signs and verifies alike; its
+ *   public JWKS is served on the admin listener.
  * - Access tokens are JWTs (5 minutes); refresh tokens are opaque, stored as SHA-256 hashes,
  *   rotated on every use; presenting a spent one revokes its whole family (OAuth 2.0 Security
  *   BCP §4.14.2). Long-lived tokens are JWTs of a chosen lifetime (`infinite` allowed).
@@ -32,6 +33,7 @@ import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import { audit, type Logger } from '../log.ts'
 import { writeFileAtomic } from '../store/atomic.ts'
+import { isSharedStore } from '../store/shared.ts'
 import type { IssuerStore, LockPolicy, UserRecord } from '../store/store.ts'
 import { assertPasswordPolicy, hashPassword, verifyPassword } from './passwords.ts'
 
@@ -124,16 +126,22 @@ export class LocalIssuer implements JwtVerifier {
   static async open(c: Config, store: IssuerStore, logger: Logger, opts: LocalIssuerOptions = {}): Promise<LocalIssuer> {
     const file = path.join(c.stateDir, 'issuer', 'signing-key.json')
     let k: KeyFile
-    try {
-      k = JSON.parse(readFileSync(file, 'utf8')) as KeyFile
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
-      if (opts.readOnly === true) throw new Error(`${file} does not exist: the local issuer has no signing key yet (gatehouse serve creates it on its first start)`)
-      const { privateKey } = await generateKeyPair('ES256', { extractable: true })
-      const id = randomBytes(8).toString('hex')
-      k = { iss: `urn:gatehouse:local:${id}`, kid: `local-${id}`, privateJwk: { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' } }
-      writeFileAtomic(file, JSON.stringify(k), 0o600)
-      logger.info({ iss: k.iss }, 'generated the local issuer signing key')
+    if (isSharedStore(store)) {
+      // Several replicas sign and verify with one key: created once, atomically, by whichever
+      // replica starts first (docs/replicas.md).
+      let created: KeyFile | undefined
+      k = await store.sharedValue(SIGNING_KEY, async () => (created = await newSigningKey()), { readOnly: opts.readOnly === true })
+      if (created !== undefined && created.kid === k.kid) logger.info({ iss: k.iss }, 'generated the local issuer signing key in the shared state store')
+    } else {
+      try {
+        k = JSON.parse(readFileSync(file, 'utf8')) as KeyFile
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+        if (opts.readOnly === true) throw new Error(`${file} does not exist: the local issuer has no signing key yet (gatehouse serve creates it on its first start)`)
+        k = await newSigningKey()
+        writeFileAtomic(file, JSON.stringify(k), 0o600)
+        logger.info({ iss: k.iss }, 'generated the local issuer signing key')
+      }
     }
     const { d: _d, ...pubJwk } = k.privateJwk
     const priv = await importJWK(k.privateJwk, 'ES256')
@@ -154,6 +162,12 @@ export class LocalIssuer implements JwtVerifier {
   async #bootstrap(c: Config): Promise<void> {
     if ((await this.#store.listUsers()).length > 0) return
     const given = this.#c.initialAdminPassword
+    if (given === undefined && isSharedStore(this.#store)) {
+      // An empty shared store is not a fresh install (a flushed or replaced Redis): a guessable
+      // or file-held first password must never appear on a network of replicas by accident.
+      this.#logger.warn('the shared state store has no local users, and no first admin is created there without GATEHOUSE_ADMIN_PASSWORD: set it (authentication.local.initialAdminPassword) on one replica and restart that replica, or restore the store (docs/replicas.md)')
+      return
+    }
     let password = given ?? 'admin'
     let file: string | undefined
     if (given === undefined && !(c.admin.enabled && isLoopbackAddress(c.admin.address))) {
@@ -497,6 +511,16 @@ function initialPassword(file: string): string {
   chmodSync(file, 0o600) // whatever the umask did
   return pw
 }
+
+/** A new ES256 signing key with a random issuer and key id. */
+async function newSigningKey(): Promise<KeyFile> {
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true })
+  const id = randomBytes(8).toString('hex')
+  return { iss: `urn:gatehouse:local:${id}`, kid: `local-${id}`, privateJwk: { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' } }
+}
+
+/** The shared store's name of the local issuer's signing key. */
+const SIGNING_KEY = 'localIssuer.signingKey'
 
 /** The hash unknown names are checked against (a random password nobody knows). */
 function dummyPasswordHash(): Promise<string> {

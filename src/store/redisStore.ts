@@ -29,6 +29,7 @@ import { performance } from 'node:perf_hooks'
 import { createClient } from '@redis/client'
 import { GatehouseError } from '../errors.ts'
 import type { Logger } from '../log.ts'
+import type { SharedValues } from './shared.ts'
 import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, SessionRecord, SessionTouch, UserRecord } from './store.ts'
 
 /** How to reach the store; see the `store` group in docs/configuration.md. */
@@ -50,17 +51,6 @@ export interface RedisStoreOptions {
   /** ms; how long a revoked token family is remembered (≥ the longest refresh-token lifetime). */
   readonly familyTtlMs?: number
   readonly logger?: Logger | undefined
-}
-
-/** A store shared by several processes: values created once by whichever starts first. */
-export interface SharedValues {
-  /** The value stored under `name`, or — when there is none — `create()`'s, stored atomically (SET NX): every caller gets the same one. */
-  sharedValue<T>(name: string, create: () => Promise<T>, opts?: { readonly readOnly?: boolean }): Promise<T>
-}
-
-/** Whether `s` is a store shared between replicas (an empty one is not a fresh install). */
-export function isSharedStore(s: object): s is SharedValues {
-  return typeof (s as Partial<SharedValues>).sharedValue === 'function'
 }
 
 /** What `/readyz` and the logs can say about the store (never a password). */
