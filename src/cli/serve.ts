@@ -2,7 +2,8 @@
  * `gatehouse serve`: load, validate (exit 2 on problems), start, and drain on SIGTERM/SIGINT.
  * With `workers: N` (N > 1) this process becomes the primary: it prepares the shared files
  * (state store, self-signed certificate, local issuer key), owns the state store, and forks N
- * workers that share the listeners (node:cluster) and reach the store over IPC.
+ * workers that share the listeners (node:cluster) and reach the store over IPC — or, with a
+ * shared store (`store.url: redis://…`), connect to it themselves like separate replicas.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { existsSync, mkdirSync } from 'node:fs'
@@ -17,6 +18,8 @@ import { startServer, type RunningServer } from '../server/serve.ts'
 import { ensureSelfSignedCertificate } from '../tls/selfsigned.ts'
 import { FileStore } from '../store/fileStore.ts'
 import { IpcStore, serveStore } from '../store/ipcStore.ts'
+import { openStore } from '../store/open.ts'
+import { GatehouseError } from '../errors.ts'
 import { loadOrReport } from './io.ts'
 
 /** Run until a signal; returns the exit code. */
@@ -39,7 +42,9 @@ export async function serve(configPath: string | undefined): Promise<number> {
   }
   if (workers > 1 && cluster.isPrimary) return runPrimary(c, workers, logger, earlyHup)
 
-  const store = cluster.isWorker ? await IpcStore.connect() : undefined
+  // With a shared store (Redis) every worker connects to it itself, exactly like another
+  // replica; with the file store, workers reach the primary's store over IPC.
+  const store = cluster.isWorker && c.store.url === 'file:' ? await IpcStore.connect() : undefined
   let server
   try {
     server = await startServer(c, logger, { store })
@@ -47,6 +52,10 @@ export async function serve(configPath: string | undefined): Promise<number> {
     const err = e as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
       process.stderr.write(`gatehouse serve: cannot listen (${err.code}: ${err.message}); choose another port with listen.port/GATEHOUSE_PORT or admin.port/GATEHOUSE_ADMIN_PORT\n`)
+      return 1
+    }
+    if (err instanceof GatehouseError && err.code === 'ERR_STORE_UNAVAILABLE') {
+      process.stderr.write(`gatehouse serve: ${err.detail ?? 'the state store is unreachable'}; check store.url, the store's address and credentials (docs/replicas.md)\n`)
       return 1
     }
     throw e
@@ -152,10 +161,30 @@ async function runPrimary(c: Config, n: number, logger: Logger, earlyHup: () => 
     logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
   }
   if (c.tls.enabled && c.tls.certFile === undefined) ensureSelfSignedCertificate(c.stateDir)
-  const store = new FileStore(c.stateDir)
-  if (c.authentication.local.enabled) await LocalIssuer.open(c, store, logger)
   const all = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
-  const attach = serveStore(store, all)
+  let attach: (w: Worker) => void = () => {}
+  if (c.store.url === 'file:') {
+    const store = new FileStore(c.stateDir)
+    if (c.authentication.local.enabled) await LocalIssuer.open(c, store, logger)
+    attach = serveStore(store, all)
+  } else if (c.authentication.local.enabled) {
+    // The shared signing key and the bootstrap rule, once, before the workers race to them
+    // (they are atomic in the store anyway); each worker then connects to the store itself.
+    const l = c.authentication.local
+    let opened
+    try {
+      opened = await openStore(c.store, c.stateDir, logger, l.refreshTokenLifetime + l.accessTokenLifetime)
+    } catch (e) {
+      if (!(e instanceof GatehouseError)) throw e
+      process.stderr.write(`gatehouse serve: ${e.detail ?? 'the state store is unreachable'}; check store.url, the store's address and credentials (docs/replicas.md)\n`)
+      return 1
+    }
+    try {
+      await LocalIssuer.open(c, opened.store, logger)
+    } finally {
+      await opened.close()
+    }
+  }
   let stopping = false
   const fork = (): void => attach(cluster.fork())
   cluster.on('exit', (w, code, signal) => {

@@ -14,7 +14,7 @@ import type { JwtVerifier } from '../auth/authenticate.ts'
 import { createOidc, type OidcRuntime } from '../auth/oidc/setup.ts'
 import { formatProblem, loadConfig, type LoadOptions } from '../config/load.ts'
 import { LocalIssuer } from '../issuer/localIssuer.ts'
-import { FileStore } from '../store/fileStore.ts'
+import { openStore, type OpenedStore } from '../store/open.ts'
 import type { IssuerStore } from '../store/store.ts'
 import { OutboundTrust } from '../upstream/trust.ts'
 import { CertManager } from '../tls/certs.ts'
@@ -91,7 +91,7 @@ function serverOptions(c: Config): http.ServerOptions {
 }
 
 export interface StartOptions {
-  /** The state store (a worker's IPC store); default: the embedded file store in stateDir. */
+  /** The state store (a worker's IPC store); default: the one `store.url` names (docs/replicas.md). */
   readonly store?: IssuerStore
   /** How a reload loads the configuration again (default: the same file, process.env). */
   readonly load?: LoadOptions
@@ -105,7 +105,10 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     writeNewKeysFile(k.allowedKeysFile)
     logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
   }
-  const store: IssuerStore = opts.store ?? new FileStore(config.stateDir)
+  // store.url picks the store (file: in stateDir, or a shared Redis); a worker's IPC store is given.
+  const l = config.authentication.local
+  const opened = opts.store === undefined ? await openStore(config.store, config.stateDir, logger, l.refreshTokenLifetime + l.accessTokenLifetime) : undefined
+  const store: IssuerStore = opts.store ?? (opened as OpenedStore).store
   const trust = await OutboundTrust.open(store)
   const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger) : undefined
   let oidc = await createOidc(config, logger, { trust })
@@ -319,6 +322,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
         })
       }
       await live.current.forwarder.close()
+      await opened?.close()
       logger.info('stopped')
     })()
     return stopping
