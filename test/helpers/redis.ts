@@ -6,7 +6,7 @@
  * acknowledged is lost" needs. Only the process this helper started is ever signalled (by PID).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -18,11 +18,15 @@ export interface RedisOptions {
   readonly persist?: boolean
   /** `requirepass` for the default user. */
   readonly password?: string
+  /** Also listen with TLS (PEM server certificate and key) on a second port: `tlsUrl`. */
+  readonly tls?: { readonly certPem: string; readonly keyPem: string }
 }
 
 export interface RunningRedis {
   readonly port: number
   readonly url: string
+  /** `rediss://localhost:PORT` when started with `tls`. */
+  readonly tlsUrl: string | undefined
   /** The server's PID while it runs. */
   pid(): number | undefined
   /** Kill the server (SIGKILL by default: an outage, not a shutdown) and wait for its exit. */
@@ -54,6 +58,11 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RunningRedis>
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'gh-redis-'))
   const port = await freePort()
+  const tlsPort = opts.tls === undefined ? undefined : await freePort()
+  if (opts.tls !== undefined) {
+    writeFileSync(path.join(dir, 'server.crt'), opts.tls.certPem)
+    writeFileSync(path.join(dir, 'server.key'), opts.tls.keyPem, { mode: 0o600 })
+  }
   let child: ChildProcess | undefined
   let exited: Promise<void> = Promise.resolve()
 
@@ -62,6 +71,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RunningRedis>
     '--appendonly', opts.persist === true ? 'yes' : 'no', '--appendfsync', 'always',
     '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', '',
     ...(opts.password === undefined ? [] : ['--requirepass', opts.password]),
+    ...(tlsPort === undefined ? [] : ['--tls-port', String(tlsPort), '--tls-cert-file', path.join(dir, 'server.crt'), '--tls-key-file', path.join(dir, 'server.key'), '--tls-auth-clients', 'no']),
   ]
 
   const launch = async (): Promise<void> => {
@@ -97,6 +107,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RunningRedis>
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    tlsUrl: tlsPort === undefined ? undefined : `rediss://localhost:${tlsPort}`,
     pid: () => child?.pid,
     stop,
     restart: async () => {
