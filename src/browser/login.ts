@@ -76,6 +76,12 @@ export class BrowserLogin {
     return [this.settings.cookieName]
   }
 
+  /** Whether a Cookie header names the session cookie at all (however well-formed). */
+  hasSessionCookie(cookieHeader: string | readonly string[] | undefined): boolean {
+    const c = readCookie(cookieHeader, this.settings.cookieName)
+    return c.ok || c.reason !== 'absent'
+  }
+
   /**
    * Verify an ID token with the bearer rules (issuer, signature, allowed algorithms, exp/nbf
    * with the clock tolerance, username and groups claims) and the ID-token rules of OIDC Core

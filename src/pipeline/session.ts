@@ -65,6 +65,8 @@ export function authenticateRequest(
 ): Principal | Promise<Principal> {
   const login = rt.browser
   if (credential !== undefined || login === undefined || services === undefined || headers.cookie === undefined) return authenticate(rt, credential, access, peer)
+  // Cookies of the application only: the synchronous path, no store round trip.
+  if (!login.hasSessionCookie(headers.cookie)) return authenticate(rt, credential, access, peer)
   const sessions = sessionManager(login, services.store)
   return login.sessionPrincipal(headers.cookie, { sessions, store: services.store, logger: services.logger }).then((r) => {
     if ('principal' in r) return r.principal

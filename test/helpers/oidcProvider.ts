@@ -215,3 +215,45 @@ export async function clientCredentialsToken(op: OidcProvider, scope = ''): Prom
   if (res.status !== 200 || body.access_token === undefined) throw new Error(`token endpoint answered ${res.status}`)
   return body.access_token
 }
+
+/** A cookie jar for the provider (its login is a browser's conversation). */
+class Jar {
+  readonly #c = new Map<string, string>()
+  take(res: Response): void {
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';')
+      const eq = (pair as string).indexOf('=')
+      this.#c.set((pair as string).slice(0, eq), (pair as string).slice(eq + 1))
+    }
+  }
+  header(): string {
+    return [...this.#c].map(([k, v]) => `${k}=${v}`).join('; ')
+  }
+}
+
+/**
+ * Follow the provider from an authorization URL to gatehouse's callback, signing in as `login`
+ * on its login form; returns the callback URL (with code and state), never calling it.
+ */
+export async function providerLogin(authorize: string, login: string, callbackPrefix: string): Promise<URL> {
+  // A fresh browser profile each time: no provider session, so its login form always shows.
+  const jar = new Jar()
+  let url = authorize
+  for (let i = 0; i < 10; i++) {
+    if (url.startsWith(callbackPrefix)) return new URL(url)
+    const res = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header() } })
+    jar.take(res)
+    const loc = res.headers.get('location')
+    if (loc !== null) {
+      url = new URL(loc, url).toString()
+      continue
+    }
+    const page = await res.text()
+    const action = /<form[^>]*action="([^"]+)"/.exec(page)?.[1]
+    if (action === undefined || !/name="login"/.test(page)) throw new Error(`expected the provider's login form at ${url}`)
+    const post = await fetch(new URL(action, url), { method: 'POST', redirect: 'manual', headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ prompt: 'login', login, password: 'any-password' }) })
+    jar.take(post)
+    url = new URL(post.headers.get('location') as string, url).toString()
+  }
+  throw new Error('the provider never sent the browser back')
+}

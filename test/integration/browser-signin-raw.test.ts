@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { h2close, h2connect, h2request } from '../helpers/h2.ts'
-import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, startOidcProvider, type OidcProvider } from '../helpers/oidcProvider.ts'
+import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, providerLogin, startOidcProvider, type OidcProvider } from '../helpers/oidcProvider.ts'
 import { assertNoSecretsInLogs, startProxy, waitReady, type Reply, type TestProxy } from '../helpers/proxy.ts'
 import { sleep } from '../helpers/rawClient.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
@@ -28,48 +28,6 @@ function setCookie(r: { headers: Record<string, string | string[] | undefined> }
   const v = r.headers['set-cookie']
   for (const c of Array.isArray(v) ? v : v === undefined ? [] : [v]) if (c.startsWith(`${name}=`)) return c.slice(name.length + 1).split(';')[0]
   return undefined
-}
-
-/** A cookie jar for the provider (its login is a browser's conversation). */
-class Jar {
-  readonly #c = new Map<string, string>()
-  take(res: Response): void {
-    for (const c of res.headers.getSetCookie()) {
-      const [pair] = c.split(';')
-      const eq = (pair as string).indexOf('=')
-      this.#c.set((pair as string).slice(0, eq), (pair as string).slice(eq + 1))
-    }
-  }
-  header(): string {
-    return [...this.#c].map(([k, v]) => `${k}=${v}`).join('; ')
-  }
-}
-
-/**
- * Follow the provider from an authorization URL to gatehouse's callback, signing in as `login`
- * on its login form; returns the callback URL (with code and state), never calling it.
- */
-async function throughProvider(authorize: string, login: string, callbackPrefix: string): Promise<URL> {
-  // A fresh browser profile each time: no provider session, so its login form always shows.
-  const jar = new Jar()
-  let url = authorize
-  for (let i = 0; i < 10; i++) {
-    if (url.startsWith(callbackPrefix)) return new URL(url)
-    const res = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header() } })
-    jar.take(res)
-    const loc = res.headers.get('location')
-    if (loc !== null) {
-      url = new URL(loc, url).toString()
-      continue
-    }
-    const page = await res.text()
-    const action = /<form[^>]*action="([^"]+)"/.exec(page)?.[1]
-    assert.ok(action !== undefined && /name="login"/.test(page), `expected the provider's login form at ${url}`)
-    const post = await fetch(new URL(action, url), { method: 'POST', redirect: 'manual', headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ prompt: 'login', login, password: 'any-password' }) })
-    jar.take(post)
-    url = new URL(post.headers.get('location') as string, url).toString()
-  }
-  throw new Error('the provider never sent the browser back')
 }
 
 describe('browser sign-in on the wire', () => {
@@ -122,7 +80,7 @@ describe('browser sign-in on the wire', () => {
   /** A complete sign-in as `login`: the session cookie's value. */
   async function signIn(login = 'alice'): Promise<string> {
     const { authorize, flow } = await startFlow()
-    const cb = await throughProvider(authorize, login, `${gh.url}/oauth2/callback`)
+    const cb = await providerLogin(authorize, login, `${gh.url}/oauth2/callback`)
     const r = await callback(cb, flow)
     assert.equal(r.status, 302, r.text)
     const id = setCookie(r, SESSION)
@@ -182,7 +140,7 @@ describe('browser sign-in on the wire', () => {
 
   it('the callback refuses a missing or wrong state, a missing flow cookie, and a provider error', async () => {
     const { authorize, flow } = await startFlow()
-    const cb = await throughProvider(authorize, 'alice', `${gh.url}/oauth2/callback`)
+    const cb = await providerLogin(authorize, 'alice', `${gh.url}/oauth2/callback`)
     const code = cb.searchParams.get('code') as string
     const state = cb.searchParams.get('state') as string
     const bad: [string, string | undefined][] = [
@@ -217,7 +175,7 @@ describe('browser sign-in on the wire', () => {
 
   it('a replayed code is refused, and so is an ID token with a wrong nonce', async () => {
     const { authorize, flow } = await startFlow()
-    const cb = await throughProvider(authorize, 'alice', `${gh.url}/oauth2/callback`)
+    const cb = await providerLogin(authorize, 'alice', `${gh.url}/oauth2/callback`)
     const first = await callback(cb, flow)
     assert.equal(first.status, 302)
     const again = await callback(cb, flow)
@@ -228,7 +186,7 @@ describe('browser sign-in on the wire', () => {
     op.faults.idTokenNonce = 'a-nonce-gatehouse-never-sent'
     try {
       const f = await startFlow()
-      const cb2 = await throughProvider(f.authorize, 'alice', `${gh.url}/oauth2/callback`)
+      const cb2 = await providerLogin(f.authorize, 'alice', `${gh.url}/oauth2/callback`)
       const r = await callback(cb2, f.flow)
       assert.equal(r.status, 401)
       assert.equal(setCookie(r, SESSION), undefined)
@@ -365,7 +323,7 @@ describe('browser sign-in on the wire', () => {
 async function signInAt(gh: TestProxy, login: string): Promise<string> {
   const start = await gh.request('/oauth2/start?rd=%2F')
   const flow = setCookie(start, FLOW) as string
-  const cb = await throughProvider(start.headers.location as string, login, `${gh.url}/oauth2/callback`)
+  const cb = await providerLogin(start.headers.location as string, login, `${gh.url}/oauth2/callback`)
   const r = await gh.request(`/oauth2/callback${cb.search}`, { headers: { cookie: `${FLOW}=${flow}` } })
   const id = setCookie(r, SESSION)
   assert.ok(id !== undefined, r.text)
