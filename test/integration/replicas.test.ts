@@ -7,6 +7,7 @@
  * - revoke-tokens through A refuses the token on B and C within a second, also after B cached it;
  * - five wrong passwords spread over the replicas lock the account everywhere;
  * - refresh-token reuse on C revokes the family issued on A and refreshed on B;
+ * - a console session signed in on A works on B, and revoke-tokens through C ends it on both;
  * - `security tls set` on A is what B presents within seconds;
  * - with the store killed: API keys still work, logins get 503 ERR_STORE_UNAVAILABLE, local tokens
  *   get 503 once the staleness bound is over; after the restart everything works again;
@@ -14,6 +15,8 @@
  *   GATEHOUSE_ADMIN_PASSWORD.
  */
 import assert from 'node:assert/strict'
+import type { IncomingHttpHeaders } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import tls from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
@@ -37,6 +40,36 @@ function peerFingerprint(url: string): Promise<string> {
     })
     s.once('error', reject)
   })
+}
+
+interface Res {
+  status: number
+  headers: IncomingHttpHeaders
+  body: string
+}
+
+/** A request to a replica's admin listener (its console) on a fresh TLS connection, trusting its own certificate. */
+function https(p: TestProxy, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<Res> {
+  const base = p.adminUrl as string
+  return new Promise((resolve, reject) => {
+    const r = httpsRequest(`${base}${path}`, {
+      method,
+      ca: p.ca,
+      agent: false,
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(Buffer.byteLength(body)), 'sec-fetch-site': 'same-origin', origin: new URL(base).origin }), ...headers },
+    }, (res) => {
+      let text = ''
+      res.on('data', (c: Buffer) => (text += c.toString('utf8')))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }))
+    })
+    r.on('error', reject)
+    r.end(body)
+  })
+}
+
+function cookieValue(res: Res, name: string): string | undefined {
+  for (const c of res.headers['set-cookie'] ?? []) if (c.startsWith(`${name}=`)) return c.slice(name.length + 1).split(';')[0]
+  return undefined
 }
 
 /** Poll until `check` holds; returns the ms it took; fails after `ms`. */
@@ -158,6 +191,26 @@ describe('several replicas on one Redis', () => {
     assert.equal(again.status, 401, 'the rotated token of the same family is revoked too')
     await within(1000, async () => (await A.request('/v1/x', { token: second.access_token })).status === 401, 'the family’s cached access token refused on A')
     assert.equal((await B.request('/v1/x', { token: second.access_token })).status, 401)
+  })
+
+  it('a console session signed in on A works on B; revoke-tokens through C ends it on both', async () => {
+    const page = await https(A, 'GET', '/ui/login')
+    const flow = cookieValue(page, '__Host-gatehouse-console-login') as string
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(page.body)?.[1] as string
+    const signIn = await https(A, 'POST', '/ui/login', new URLSearchParams({ _csrf: csrf, username: 'bob', password: BOB_PW }).toString(), { cookie: `__Host-gatehouse-console-login=${flow}` })
+    assert.equal(signIn.status, 303, signIn.body.slice(0, 300))
+    const session = cookieValue(signIn, '__Host-gatehouse-console') as string
+    assert.ok(session !== undefined && session !== '')
+    usedSecrets.add(session)
+    for (const p of [A, B]) {
+      const st = await https(p, 'GET', '/ui/status', undefined, { cookie: `__Host-gatehouse-console=${session}` })
+      assert.equal(st.status, 200, `the session works on ${p === A ? 'A' : 'B'}`)
+    }
+    assert.equal((await C.admin('/api/v2/users/bob/revoke', { method: 'DELETE', token: adminToken })).status, 200)
+    for (const p of [A, B]) {
+      const st = await https(p, 'GET', '/ui/status', undefined, { cookie: `__Host-gatehouse-console=${session}` })
+      assert.equal(st.headers.location, '/ui/login?m=ended', 'the session ended everywhere')
+    }
   })
 
   it('security tls set on A: B presents the new certificate within seconds', async () => {
