@@ -173,6 +173,7 @@ export type AuditEvent =
   | 'token.generated'
   | 'user.created'
   | 'user.deleted'
+  | 'user.role_changed'
   | 'password.changed'
   | 'banner.changed'
   | 'lockout_policy.changed'

@@ -181,6 +181,11 @@ const ROUTES: Route[] = [
     },
   },
   {
+    method: 'PUT', path: new RegExp(`^/api/v2/users/${seg}$`), access: 'admin', local: true,
+    audit: { events: ['user.role_changed'], target: (c) => c.params[0], extra: (c): Record<string, string> => (field(c, 'role') === undefined ? {} : { role: field(c, 'role') as string }) },
+    run: async (c, d) => ({ data: await iss(d).setRole(c.principal as Principal, c.params[0] as string, (await c.body()).role) }),
+  },
+  {
     method: 'DELETE', path: new RegExp(`^/api/v2/users/${seg}$`), access: 'admin', local: true,
     audit: { events: ['user.deleted'], target: (c) => c.params[0] },
     run: async (c, d) => {

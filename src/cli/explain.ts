@@ -291,6 +291,7 @@ function readOnly(s: IssuerStore): IssuerStore {
     familyRevokedSync: (f) => s.familyRevokedSync(f),
     createUser: () => Promise.resolve(false),
     setPassword: refuse,
+    setRole: refuse,
     bumpGeneration: refuse,
     deleteUser: refuse,
     putRefresh: refuse,

@@ -27,6 +27,7 @@ Weka-style administration (talks to the admin API; see docs/api.md):
   gatehouse user whoami
   gatehouse user add USERNAME --role admin|readonly|regular [--password P]
   gatehouse user list | delete USERNAME
+  gatehouse user update USERNAME --role admin|readonly|regular
   gatehouse user passwd [NEW_PASSWORD] [--username U] [--current-password P]
   gatehouse user generate-token [--access-token-timeout 30d] [--json]
   gatehouse user revoke-tokens USERNAME

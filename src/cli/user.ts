@@ -248,6 +248,20 @@ async function del(v: Values, pos: string[]): Promise<number> {
   })
 }
 
+async function update(v: Values, pos: string[]): Promise<number> {
+  positionalCount(pos, 1, 'USERNAME')
+  const username = pos[0]
+  if (username === undefined) throw new UsageError('USERNAME is required')
+  const role = str(v.role)
+  if (role === undefined) throw new UsageError(`--role is required (${ROLES.join(', ')})`)
+  if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(role)}`)
+  return withClient(v, async (c) => {
+    await c.call('PUT', `/api/v2/users/${encodeURIComponent(username)}`, { body: { role } })
+    out(`user ${username} now has role ${role}; their earlier tokens and sessions have ended`)
+    return 0
+  })
+}
+
 async function passwd(v: Values, pos: string[]): Promise<number> {
   positionalCount(pos, 1, 'NEW_PASSWORD')
   if (pos[0] !== undefined) registerSecret(pos[0])
@@ -360,6 +374,16 @@ export const USER_COMMANDS: Record<string, AdminCommand> = {
     options: { ...COMMON_OPTIONS },
     positionals: true,
     run: del,
+  },
+  'user update': {
+    usage:
+      'gatehouse user update USERNAME --role admin|readonly|regular\n\n' +
+      'Change the role of a local user (admin only; not your own). Tokens carry the role, so the user\'s\n' +
+      'earlier tokens are revoked and their console and browser sessions end; they log in again.\n\n' +
+      COMMON_HELP,
+    options: { ...COMMON_OPTIONS, role: { type: 'string', short: 'r' } },
+    positionals: true,
+    run: update,
   },
   'user passwd': {
     usage:

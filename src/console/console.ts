@@ -75,6 +75,7 @@ const FLASH: Readonly<Record<string, Notice>> = {
   'user-deleted': { kind: 'ok', text: 'The user was deleted; their tokens and sessions ended.' },
   'tokens-revoked': { kind: 'ok', text: 'Every token of the user was revoked and their console sessions ended.' },
   unlocked: { kind: 'ok', text: 'The account was unlocked.' },
+  'role-changed': { kind: 'ok', text: 'The role was changed; the user’s tokens and sessions ended.' },
   'password-set': { kind: 'ok', text: 'The password was set; the user’s tokens and sessions ended.' },
   password: { kind: 'ok', text: 'Your password was changed. Your earlier tokens and other sessions have ended.' },
   lockout: { kind: 'ok', text: 'The lockout policy was saved.' },
@@ -347,6 +348,15 @@ export function createConsole(d: ConsoleDeps): ConsoleHandler {
         if (target === '' || target === s.user.username) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'Choose another user; change your own password under My account.' })
         await d.issuer.changePassword(s.principal, { username: target, new_password: f.get('new_password') ?? '' }, c.meta)
         return { location: '/ui/users?m=password-set' }
+      },
+    },
+    {
+      path: /^\/ui\/users\/role$/, who: 'admin', section: 'users', events: ['user.role_changed'], target: field('username'), extra: (f) => ({ role: f.get('role') ?? '' }),
+      run: async (s, f) => {
+        const target = f.get('username') ?? ''
+        if (target === '' || target === s.user.username) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'Choose another user; nobody changes their own role.' })
+        await d.issuer.setRole(s.principal, target, f.get('role') ?? '')
+        return { location: '/ui/users?m=role-changed' }
       },
     },
     {

@@ -177,6 +177,18 @@ ${list}
     <div class="actions-row"><button type="submit">Set password</button></div>
   </form>`}
 </section>
+${others.length === 0
+    ? ''
+    : html`<section class="card" aria-labelledby="h-role">
+  <h2 id="h-role">Change a role</h2>
+  <form class="stack" method="post" action="/ui/users/role">
+    ${csrfField(viewer)}
+    <div class="field"><label for="role-username">User</label><select id="role-username" name="username">${others.map((u) => html`<option value="${u.username}">${u.username} (${u.role})</option>`)}</select></div>
+    <div class="field"><label for="role-role">New role</label><select id="role-role" name="role">${roleOptions(undefined)}</select></div>
+    <p class="hint">Tokens carry the role: the user’s tokens and sessions end, and they sign in again.</p>
+    <div class="actions-row"><button type="submit">Change role</button></div>
+  </form>
+</section>`}
 </div>`
   return page({ title: 'Users', viewer, active: 'users', notices: ns, body, version })
 }

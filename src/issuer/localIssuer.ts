@@ -396,6 +396,19 @@ export class LocalIssuer implements JwtVerifier {
     await this.#store.deleteSessionsOf(username, 'local')
   }
 
+  /**
+   * `PUT /api/v2/users/{user}` with `{"role": …}` (Weka's `user update --role`). Tokens carry the
+   * role, so the change revokes the user's earlier tokens and ends their sessions; nobody changes
+   * their own role (the last admin cannot demote itself by accident).
+   */
+  async setRole(caller: Principal, username: string, role: unknown): Promise<Record<string, unknown>> {
+    if (typeof role !== 'string' || !(ROLES as readonly string[]).includes(role)) throw new GatehouseError('ERR_BAD_REQUEST', { message: `role must be one of ${ROLES.join(', ')}` })
+    if (username === caller.user) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'you cannot change your own role; another admin can' })
+    if ((await this.#store.setRole(username, role as Role)) === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
+    await this.#store.deleteSessionsOf(username, 'local')
+    return { username, role }
+  }
+
   /** `PUT /api/v2/users/password`. Revokes every earlier token of the user. */
   async changePassword(caller: Principal, body: { username?: unknown; old_password?: unknown; new_password?: unknown }, meta: RequestMeta = NO_META): Promise<string> {
     if (body.username !== undefined && typeof body.username !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'username must be a string (or left out for your own password)' })

@@ -120,6 +120,15 @@ export class FileStore implements IssuerStore {
     return generation
   }
 
+  async setRole(username: string, role: UserRecord['role']): Promise<number | undefined> {
+    const u = await this.getUser(username)
+    if (u === undefined) return undefined
+    const generation = u.generation + 1
+    this.#d.users[username] = { ...u, role, generation }
+    this.#save('users')
+    return generation
+  }
+
   async bumpGeneration(username: string): Promise<number | undefined> {
     const u = await this.getUser(username)
     if (u === undefined) return undefined

@@ -41,7 +41,7 @@ interface AckMessage {
   seq: number
 }
 
-const MUTATIONS_THAT_REVOKE = new Set<Op>(['setPassword', 'bumpGeneration', 'deleteUser', 'createUser', 'revokeFamily'])
+const MUTATIONS_THAT_REVOKE = new Set<Op>(['setPassword', 'setRole', 'bumpGeneration', 'deleteUser', 'createUser', 'revokeFamily'])
 const SETTINGS = new Set<Op>(['putSetting', 'deleteSetting'])
 const ACK_TIMEOUT_MS = 2000
 
@@ -115,6 +115,9 @@ export class IpcStore implements IssuerStore {
   }
   setPassword(username: string, passwordHash: string, mustChangePassword: boolean): Promise<number | undefined> {
     return this.#call('setPassword', [username, passwordHash, mustChangePassword]) as Promise<number | undefined>
+  }
+  setRole(username: string, role: UserRecord['role']): Promise<number | undefined> {
+    return this.#call('setRole', [username, role]) as Promise<number | undefined>
   }
   bumpGeneration(username: string): Promise<number | undefined> {
     return this.#call('bumpGeneration', [username]) as Promise<number | undefined>

@@ -127,6 +127,13 @@ local g = redis.call('HINCRBY', k, 'generation', 1)
 redis.call('HSET', k, 'passwordHash', ARGV[3], 'mustChangePassword', ARGV[4])
 pub('"g":[' .. cjson.encode(ARGV[2]) .. ',' .. g .. ']')
 return g`,
+  setRole: `
+local k = P .. 'user:' .. ARGV[2]
+if redis.call('EXISTS', k) == 0 then return false end
+local g = redis.call('HINCRBY', k, 'generation', 1)
+redis.call('HSET', k, 'role', ARGV[3])
+pub('"g":[' .. cjson.encode(ARGV[2]) .. ',' .. g .. ']')
+return g`,
   bumpGeneration: `
 local k = P .. 'user:' .. ARGV[2]
 if redis.call('EXISTS', k) == 0 then return false end
@@ -588,6 +595,10 @@ export class RedisStore implements IssuerStore, SharedValues {
   async setPassword(username: string, passwordHash: string, mustChangePassword: boolean): Promise<number | undefined> {
     const g = await this.#run('setPassword', [username, passwordHash, mustChangePassword ? '1' : '0'])
     return this.#appliedGeneration(username, g)
+  }
+
+  async setRole(username: string, role: UserRecord['role']): Promise<number | undefined> {
+    return this.#appliedGeneration(username, await this.#run('setRole', [username, role]))
   }
 
   async bumpGeneration(username: string): Promise<number | undefined> {

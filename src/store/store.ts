@@ -86,6 +86,8 @@ export interface StateStore {
   createUser(u: UserRecord): Promise<boolean>
   /** Replace the password (and the must-change flag) and bump the generation; the new generation, or undefined when no such user. */
   setPassword(username: string, passwordHash: string, mustChangePassword: boolean): Promise<number | undefined>
+  /** Change the role and bump the generation (tokens carry the role, so every earlier one ends); the new generation, or undefined when no such user. */
+  setRole(username: string, role: UserRecord['role']): Promise<number | undefined>
   /** Bump the generation (revoke every earlier token); the new generation, or undefined. */
   bumpGeneration(username: string): Promise<number | undefined>
   deleteUser(username: string): Promise<boolean>

@@ -118,7 +118,7 @@ describe('gatehouse user / security against a real gatehouse', () => {
 
   it('--help works on every admin command and on the groups', async () => {
     const names = [
-      'user login', 'user whoami', 'user add', 'user list', 'user delete', 'user passwd', 'user generate-token', 'user revoke-tokens',
+      'user login', 'user whoami', 'user add', 'user update', 'user list', 'user delete', 'user passwd', 'user generate-token', 'user revoke-tokens',
       'security lockout-config show', 'security lockout-config set', 'security lockout-config reset',
       'security login-banner show', 'security login-banner set', 'security login-banner reset', 'security login-banner enable', 'security login-banner disable',
       'security tls status', 'security tls set', 'security tls unset',
@@ -277,6 +277,24 @@ describe('gatehouse user / security against a real gatehouse', () => {
     await ok(['user', 'login', 'alice', 'Alice-pass1', '--path', aliceFile])
     const t2 = readTokens(aliceFile)
     assert.equal((await dataCall(t2.access_token)).status, 200)
+  })
+
+  it('update --role: the role changes, the earlier tokens end, a new login carries the new role; not one’s own, not an unknown user or role', async () => {
+    const aliceFile = path.join(dir, 'alice-role.json')
+    await ok(['user', 'login', 'alice', 'Alice-pass1', '--path', aliceFile])
+    const t = readTokens(aliceFile)
+    assert.equal((await dataCall(t.access_token)).status, 200)
+    assert.match((await ok(['user', 'update', 'alice', '--role', 'readonly'])).stdout, /user alice now has role readonly/)
+    assert.equal((await dataCall(t.access_token)).status, 401, 'the old token carried the old role')
+    assert.match((await ok(['user', 'list'])).stdout, /alice\s+readonly/)
+    await ok(['user', 'login', 'alice', 'Alice-pass1', '--path', aliceFile])
+    assert.match((await ok(['user', 'whoami', '--path', aliceFile])).stdout, /alice \(role readonly/)
+    await fails(['user', 'update', 'alice', '--path', aliceFile, '--role', 'admin'], /admin role \(ERR_FORBIDDEN\)|forbidden/)
+    await fails(['user', 'update', 'admin', '--role', 'readonly'], /you cannot change your own role/)
+    await fails(['user', 'update', 'nobody', '--role', 'readonly'], /ERR_USER_NOT_FOUND/)
+    await fails(['user', 'update', 'alice', '--role', 'root'], /--role must be one of admin, readonly, regular/)
+    await ok(['user', 'update', 'alice', '--role', 'regular'])
+    assert.match((await ok(['user', 'list'])).stdout, /alice\s+regular/)
   })
 
   it('passwd: own password (then logged in again), another user’s as admin, wrong current password', async () => {

@@ -204,6 +204,30 @@ describe('the web console over HTTPS, request by request', { timeout: 120_000 },
     assert.equal((await get('/ui/account', s2)).status, 303)
   })
 
+  it('an admin changes another user’s role: the user’s sessions end, the next sign-in has the new role; one’s own role cannot be changed', async () => {
+    const admin = await signIn('admin', ADMIN_PW)
+    const carol = await signIn('carol', CAROL_PW)
+    assert.equal((await get('/ui/users', carol)).status, 403, 'a regular user does not see the users page')
+    const page = await get('/ui/users', admin)
+    assert.match(page.body, /<form class="stack" method="post" action="\/ui\/users\/role">/)
+    const r = await post('/ui/users/role', admin, { _csrf: admin.csrf, username: 'carol', role: 'readonly' })
+    assert.equal(r.status, 303)
+    assert.equal(r.headers.location, '/ui/users?m=role-changed')
+    assert.equal((await get('/ui/users', carol)).status, 303, 'carol’s session ended with the change')
+    const carol2 = await signIn('carol', CAROL_PW)
+    assert.equal((await get('/ui/users', carol2)).status, 200, 'readonly reads the users page')
+    const listed = (await api('/api/v2/users', 'GET')).json().data as { username: string; role: string }[]
+    assert.equal(listed.find((u) => u.username === 'carol')?.role, 'readonly')
+    const self = await post('/ui/users/role', admin, { _csrf: admin.csrf, username: 'admin', role: 'regular' })
+    assert.equal(self.status, 400)
+    assert.match(self.body, /nobody changes their own role/)
+    const forged = await post('/ui/users/role', carol2, { _csrf: carol2.csrf, username: 'carol', role: 'admin' })
+    assert.equal(forged.status, 403, 'a readonly user cannot raise their own role')
+    assert.equal((await api('/api/v2/users/carol', 'PUT', { role: 'regular' })).status, 200)
+    assert.equal((await api('/api/v2/users/carol', 'PUT', { role: 'root' })).status, 400)
+    assert.equal(((await api('/api/v2/users', 'GET')).json().data as { username: string; role: string }[]).find((u) => u.username === 'carol')?.role, 'regular')
+  })
+
   it('changing your own password ends your other sessions and continues this one on a new cookie', async () => {
     const a = await signIn('carol', CAROL_PW)
     const b = await signIn('carol', CAROL_PW)
