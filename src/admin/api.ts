@@ -105,7 +105,7 @@ const ROUTES: Route[] = [
     method: 'GET', path: /^\/readyz$/, access: 'public', local: false,
     run: async (_c, d) => {
       const issuers = d.readiness.issuers().map((i) => ({ issuer: i.issuer, ready: i.ready, keys: i.keys, lastSuccess: i.lastSuccess, lastError: i.lastError }))
-      const checks = { listeners: d.readiness.listeners, state: d.readiness.state, draining: d.state.draining, issuers }
+      const checks = { listeners: d.readiness.listeners, state: d.readiness.state, draining: d.state.draining, issuers, ...(d.readiness.store === undefined ? {} : { store: d.readiness.store() }) }
       const ready = d.readiness.listeners && d.readiness.state && !d.state.draining && issuers.every((i) => i.ready)
       return { status: ready ? 200 : 503, raw: { status: ready ? 'ready' : 'not ready', checks } }
     },

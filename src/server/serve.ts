@@ -120,7 +120,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   }
   const live: { current: Live } = { current: { runtime: compile(config, verifiersOf(oidc)), forwarder: createForwarder(config, trust) } }
   const state: ServeState = { draining: false, inflight: 0 }
-  const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status() }
+  const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status(), ...(opened === undefined ? {} : { store: () => opened.health() }) }
   const handler = createHandler({ live, logger, state, store, issuer })
   const h1Handler = checkRequestLine(handler)
   const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined

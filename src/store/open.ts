@@ -24,8 +24,13 @@ export interface OpenedStore {
   readonly store: IssuerStore
   /** `file` or the store URL (never with a password: validation refuses one in it). */
   readonly name: string
+  /** What /readyz says of the store. */
+  health(): StoreHealth
   close(): Promise<void>
 }
+
+/** The store as /readyz reports it: the file store is always there; a shared one may not be. */
+export type StoreHealth = { readonly kind: 'file' } | { readonly kind: 'redis'; readonly url: string; readonly connected: boolean; readonly staleMs: number; readonly fresh: boolean }
 
 /**
  * Open the store. `familyTtlMs`: how long a revoked refresh-token family must be remembered (the
@@ -34,7 +39,7 @@ export interface OpenedStore {
  * @throws ERR_STORE_UNAVAILABLE when a shared store cannot be reached within its connect timeout
  */
 export async function openStore(s: StoreSettings, stateDir: string, logger: Logger, familyTtlMs: number): Promise<OpenedStore> {
-  if (s.url === 'file:') return { store: new FileStore(stateDir), name: 'file', close: async () => {} }
+  if (s.url === 'file:') return { store: new FileStore(stateDir), name: 'file', health: () => ({ kind: 'file' }), close: async () => {} }
   // Loaded only when asked for: a file-store deployment never loads the Redis client.
   const { RedisStore } = await import('./redisStore.ts')
   const store = await RedisStore.open({
@@ -51,5 +56,5 @@ export async function openStore(s: StoreSettings, stateDir: string, logger: Logg
     logger,
   })
   logger.info({ store: s.url, keyPrefix: s.keyPrefix, maxStalenessMs: s.maxStaleness }, 'connected to the shared state store')
-  return { store, name: s.url, close: () => store.close() }
+  return { store, name: s.url, health: () => store.status(), close: () => store.close() }
 }

@@ -89,6 +89,7 @@ describe('custom CA for outbound TLS', () => {
       assert.equal(r.status, 503)
       const ready = (await gh.admin('/readyz')).json()
       assert.equal(ready.checks.issuers[0].ready, false)
+      assert.deepEqual(ready.checks.store, { kind: 'file' }, 'the embedded store is named too')
       assert.match(ready.checks.issuers[0].lastError, /certificate|self[- ]signed/i)
     } finally {
       await gh.stop()

@@ -238,11 +238,18 @@ describe('several replicas on one Redis', () => {
       assert.equal(t.status, 503, `a local token is not honoured on a stale mirror (${t.text})`)
       assert.equal(t.json().reason, 'ERR_STORE_UNAVAILABLE')
       assert.equal((await A.request('/v1/x', { token: API_KEY })).status, 200)
+      const ready = await B.admin('/readyz')
+      assert.equal(ready.status, 200, 'readiness stays up: every replica lost the same store (docs/replicas.md)')
+      const store = ready.json().checks.store as { kind: string; url: string; connected: boolean; fresh: boolean }
+      assert.equal(store.kind, 'redis')
+      assert.equal(store.connected, false, '/readyz names the unreachable store')
+      assert.equal(store.fresh, false)
     } finally {
       await redis.restart()
     }
     await within(5000, async () => (await B.request('/v1/x', { token: access })).status === 200, 'the local token honoured again')
     assert.equal((await login(C, 'bob', BOB_PW)).status, 200)
+    await within(5000, async () => (await B.admin('/readyz')).json().checks.store.connected === true, '/readyz shows the store connected again')
   })
 
   it('an emptied store (FLUSHALL) never hands out admin/admin, nor any first admin without GATEHOUSE_ADMIN_PASSWORD', async () => {
