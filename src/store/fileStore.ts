@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { GatehouseError } from '../errors.ts'
 import { writeFileAtomic } from './atomic.ts'
-import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, SessionRecord, SessionTouch, UserRecord } from './store.ts'
+import { MAX_SESSIONS_PER_USER, type AttemptSlot, type IssuerStore, type LockPolicy, type LockState, type RefreshRecord, type SessionRecord, type SessionTouch, type UserRecord } from './store.ts'
 
 interface Files {
   users: Record<string, UserRecord>
@@ -264,7 +264,25 @@ export class FileStore implements IssuerStore {
     // session's creation time: the caller's clock).
     this.#sweepSessions(s.createdAt)
     this.#d.sessions[hash] = s
+    this.#capSessions(hash, s)
+    // One write: a failure rolls back the new session and the evictions together.
     this.#save('sessions')
+  }
+
+  /**
+   * Keep at most MAX_SESSIONS_PER_USER sessions of `s`'s user (username, method, kind): delete
+   * the oldest others (createdAt, then lastSeenAt, then hash), never the one just stored. Runs
+   * right after the sweep, so every session left counts as live.
+   */
+  #capSessions(hash: string, s: SessionRecord): void {
+    const others: [string, SessionRecord][] = []
+    for (const [k, v] of Object.entries(this.#d.sessions)) {
+      if (k !== hash && v.username === s.username && v.method === s.method && v.kind === s.kind) others.push([k, v])
+    }
+    const excess = others.length + 1 - MAX_SESSIONS_PER_USER
+    if (excess <= 0) return
+    others.sort(([ka, a], [kb, b]) => a.createdAt - b.createdAt || a.lastSeenAt - b.lastSeenAt || (ka < kb ? -1 : ka > kb ? 1 : 0))
+    for (const [k] of others.slice(0, excess)) delete this.#d.sessions[k]
   }
 
   async getSession(hash: string): Promise<SessionRecord | undefined> {

@@ -19,9 +19,10 @@
  * Key layout (all under `keyPrefix`): `user:<name>` hash + `users` set; `rt:<sha256>` refresh
  * token hash (TTL: its expiry) + `famrt:<family>` set; `revokedFamilies` sorted set (score: when
  * the entry may be forgotten); `lock:<name>` hash (TTL); `sess:<sha256>` hash (TTL: idle/absolute
- * end) + `usess:<user>` set; `settings` hash; `shared:<name>` (the local issuer's key); `seq`;
- * channel `sync`. Keys are built inside the scripts, so Redis Cluster is not supported (one
- * primary, with replicas and Sentinel for failover, is).
+ * end) + `usess:<user>` set (every method and kind; putSession keeps at most
+ * MAX_SESSIONS_PER_USER live ones per method and kind); `settings` hash; `shared:<name>` (the
+ * local issuer's key); `seq`; channel `sync`. Keys are built inside the scripts, so Redis
+ * Cluster is not supported (one primary, with replicas and Sentinel for failover, is).
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -30,7 +31,7 @@ import { createClient } from '@redis/client'
 import { GatehouseError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { SharedValues } from './shared.ts'
-import type { AttemptSlot, IssuerStore, LockPolicy, LockState, RefreshRecord, SessionRecord, SessionTouch, UserRecord } from './store.ts'
+import { MAX_SESSIONS_PER_USER, type AttemptSlot, type IssuerStore, type LockPolicy, type LockState, type RefreshRecord, type SessionRecord, type SessionTouch, type UserRecord } from './store.ts'
 
 /** How to reach the store; see the `store` group in docs/configuration.md. */
 export interface RedisStoreOptions {
@@ -210,7 +211,7 @@ return 1`,
   putSession: `
 local k = P .. 'sess:' .. ARGV[2]
 redis.call('DEL', k)
-redis.call('HSET', k, 'rec', ARGV[3], 'lastSeenAt', ARGV[4], 'expiresAt', ARGV[5], 'idleTimeoutMs', ARGV[6], 'username', ARGV[7], 'method', ARGV[8])
+redis.call('HSET', k, 'rec', ARGV[3], 'lastSeenAt', ARGV[4], 'expiresAt', ARGV[5], 'idleTimeoutMs', ARGV[6], 'username', ARGV[7], 'method', ARGV[8], 'kind', ARGV[10], 'createdAt', ARGV[11])
 if ARGV[9] ~= '' then redis.call('HSET', k, 'oidc', ARGV[9]) end
 local last, exp, idle = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl = math.min(exp - last, idle)
@@ -219,6 +220,38 @@ redis.call('PEXPIRE', k, ttl + ${SESSION_GRACE_MS})
 local ik = P .. 'usess:' .. ARGV[7]
 redis.call('SADD', ik, ARGV[2])
 extend(ik, math.max(exp - last, 1) + ${SESSION_GRACE_MS})
+-- The cap: the user's other live sessions of the same method and kind (judged at the new
+-- session's createdAt); beyond ARGV[12] in all, the oldest go (createdAt, lastSeenAt, hash).
+-- Sessions stored before the kind/createdAt fields existed are read from their record.
+local now, max = tonumber(ARGV[11]), tonumber(ARGV[12])
+local mine = {}
+for _, h in ipairs(redis.call('SMEMBERS', ik)) do
+  if h ~= ARGV[2] then
+    local v = redis.call('HMGET', P .. 'sess:' .. h, 'method', 'kind', 'createdAt', 'lastSeenAt', 'expiresAt', 'idleTimeoutMs', 'rec')
+    if not v[1] then redis.call('SREM', ik, h)
+    elseif v[1] == ARGV[8] then
+      local kind, created = v[2], tonumber(v[3])
+      if not kind or not created then
+        local r = cjson.decode(v[7])
+        kind, created = r.kind, tonumber(r.createdAt) or 0
+      end
+      local l, e, i = tonumber(v[4]), tonumber(v[5]), tonumber(v[6])
+      if kind == ARGV[10] and now < e and now - l < i then mine[#mine + 1] = {h, created, l} end
+    end
+  end
+end
+local excess = #mine + 1 - max
+if excess > 0 then
+  table.sort(mine, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    if a[3] ~= b[3] then return a[3] < b[3] end
+    return a[1] < b[1]
+  end)
+  for n = 1, excess do
+    redis.call('DEL', P .. 'sess:' .. mine[n][1])
+    redis.call('SREM', ik, mine[n][1])
+  end
+end
 return 1`,
   touchSession: `
 local k = P .. 'sess:' .. ARGV[2]
@@ -668,7 +701,19 @@ export class RedisStore implements IssuerStore, SharedValues {
 
   async putSession(hash: string, s: SessionRecord): Promise<void> {
     const { lastSeenAt: _l, oidc, ...rest } = s
-    await this.#run('putSession', [hash, JSON.stringify(rest), String(s.lastSeenAt), String(s.expiresAt), String(s.idleTimeoutMs), s.username, s.method, oidc === undefined ? '' : JSON.stringify(oidc)])
+    await this.#run('putSession', [
+      hash,
+      JSON.stringify(rest),
+      String(s.lastSeenAt),
+      String(s.expiresAt),
+      String(s.idleTimeoutMs),
+      s.username,
+      s.method,
+      oidc === undefined ? '' : JSON.stringify(oidc),
+      s.kind,
+      String(s.createdAt),
+      String(MAX_SESSIONS_PER_USER),
+    ])
   }
 
   async getSession(hash: string): Promise<SessionRecord | undefined> {

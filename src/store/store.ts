@@ -76,6 +76,14 @@ export interface SessionRecord {
   readonly oidc?: { readonly issuer: string; readonly sealed: string; readonly expiresAt: number }
 }
 
+/**
+ * Live sessions one user (same `username`, `method` and `kind`) may hold; storing one more ends
+ * the oldest. Without a cap, a signed-in user looping sign-ins would grow the store without
+ * bound (the file store rewrites every session on each change). 20 covers many browsers and
+ * devices. See docs/sessions.md.
+ */
+export const MAX_SESSIONS_PER_USER = 20
+
 /** Outcome of `touchSession`: the extended session, or why there is none (an expired one is deleted). */
 export type SessionTouch = { readonly ok: true; readonly session: SessionRecord } | { readonly ok: false; readonly reason: 'unknown' | 'idle-expired' | 'expired' }
 
@@ -106,7 +114,12 @@ export interface StateStore {
   lockState(name: string, now: number): Promise<LockState>
   clearLocks(): Promise<void>
 
-  /** Store a new session under the SHA-256 (base64url) of its id. */
+  /**
+   * Store a new session under the SHA-256 (base64url) of its id. In the same atomic step, when
+   * that user (same `username`, `method` and `kind`) then has more than `MAX_SESSIONS_PER_USER`
+   * live sessions, the oldest others (by `createdAt`, ties by `lastSeenAt`) are deleted; the new
+   * one always stays. Expired sessions do not count (and may be dropped meanwhile).
+   */
   putSession(hash: string, s: SessionRecord): Promise<void>
   /** Read a session as stored (no expiry check). */
   getSession(hash: string): Promise<SessionRecord | undefined>

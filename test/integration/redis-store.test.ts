@@ -21,7 +21,7 @@ import { after, before, describe, it } from 'node:test'
 import { GatehouseError } from '../../src/errors.ts'
 import { FileStore } from '../../src/store/fileStore.ts'
 import { RedisStore } from '../../src/store/redisStore.ts'
-import type { IssuerStore, LockPolicy, SessionRecord, UserRecord } from '../../src/store/store.ts'
+import { MAX_SESSIONS_PER_USER, type IssuerStore, type LockPolicy, type SessionRecord, type UserRecord } from '../../src/store/store.ts'
 import { startRedis, type RunningRedis } from '../helpers/redis.ts'
 
 const POLICY: LockPolicy = { failedAttempts: 5, lockoutMs: 60_000 }
@@ -195,6 +195,33 @@ for (const kind of KINDS) {
       assert.equal(await s.deleteSession('s3'), false)
       await s.putSession('s5', session('dave', 'local', t, { expiresAt: t + 1000 }))
       assert.deepEqual(await s.touchSession('s5', t + 1000), { ok: false, reason: 'expired' })
+    })
+
+    it(`sessions: at most MAX_SESSIONS_PER_USER (${MAX_SESSIONS_PER_USER}) per user, method and kind; storing more ends the oldest`, async () => {
+      const s = await kind.open()
+      const t = Date.now()
+      // Other users, methods and kinds, stored first (so they are the oldest of all).
+      await s.putSession('carol-1', session('carol', 'local', t - 1000))
+      await s.putSession('bob-oidc', session('bob', 'oidc', t - 1000))
+      await s.putSession('bob-browser', session('bob', 'local', t - 1000, { kind: 'browser' }))
+      // Stored out of order; bob-4 and bob-5 share a createdAt (the one seen earlier is the older).
+      const order = [5, 3, 0, 1, 2, 4, ...Array.from({ length: 19 }, (_, i) => i + 6)]
+      for (const i of order) await s.putSession(`bob-${i}`, session('bob', 'local', t + (i === 5 ? 4 : i), { lastSeenAt: t + i }))
+      for (let i = 0; i < 5; i++) assert.equal(await s.getSession(`bob-${i}`), undefined, `bob-${i} (one of the 5 oldest) is gone`)
+      for (let i = 5; i < 25; i++) assert.ok(await s.getSession(`bob-${i}`), `bob-${i} (one of the 20 newest) stays`)
+      assert.ok(await s.getSession('carol-1'), "another user's session is untouched")
+      assert.ok(await s.getSession('bob-oidc'), 'a session of another method is untouched')
+      assert.ok(await s.getSession('bob-browser'), 'a session of another kind is untouched')
+      // The session just stored stays even when it is not the newest (another replica's clock).
+      await s.putSession('bob-late', session('bob', 'local', t - 5000))
+      assert.ok(await s.getSession('bob-late'), 'the new session is never the one evicted')
+      assert.equal(await s.getSession('bob-5'), undefined, 'the oldest other one went instead')
+      assert.equal(await s.deleteSessionsOf('bob', 'local'), MAX_SESSIONS_PER_USER + 1, 'every remaining local session ends (both kinds)')
+      assert.equal(await s.getSession('bob-24'), undefined)
+      assert.equal(await s.getSession('bob-late'), undefined)
+      assert.ok(await s.getSession('bob-oidc'))
+      assert.equal(await s.deleteSessionsOf('bob'), 1)
+      assert.ok(await s.getSession('carol-1'))
     })
 
     it('settings: put, get, replace, delete', async () => {
