@@ -45,7 +45,7 @@ export interface BrowserSettings {
 export const REFRESH_MARGIN_MS = 60_000
 
 /** Why a session cookie did not authenticate (logged as the access line's detail; never the id). */
-export type SessionMiss = 'absent' | 'duplicate' | 'malformed' | 'unknown' | 'idle-expired' | 'expired' | 'revoked' | 'refresh-failed'
+export type SessionMiss = 'absent' | 'duplicate' | 'malformed' | 'unknown' | 'idle-expired' | 'expired' | 'revoked' | 'refresh-failed' | 'cross-site'
 
 /** What the session check needs from the handler. */
 export interface SessionDeps {

@@ -215,7 +215,9 @@ async function callback(r: RouteRequest, d: RouteDeps, q: URLSearchParams): Prom
   const state = q.get('state') ?? undefined
   const opened = openFlow(cookie.ok ? cookie.value : undefined, state, 'state', now(d))
   // The return path is trusted only from a flow this browser started.
-  const rd = opened.ok ? opened.flow.rd : '/'
+  // The flow cookie is the browser's to write (its key is derived from its own content), so its
+  // return path is checked again like any other input before it is used.
+  const rd = opened.ok ? returnPath(opened.flow.rd) : '/'
   const error = q.get('error')
   if (error !== null) {
     const known = Object.hasOwn(PROVIDER_ERRORS, error) ? error : 'other'
@@ -261,7 +263,7 @@ async function callback(r: RouteRequest, d: RouteDeps, q: URLSearchParams): Prom
     oidc: { issuer: o.issuer, tokens: d.login.tokensOf(tokens, id) },
   })
   audit(d.logger, { event: 'browser.sign_in', actor: p.user, target: p.user, client: r.client, requestId: r.requestId, outcome: 'success', extra: { method: 'oidc' } })
-  redirect(r, 302, flow.rd, [sessionCookie(d, created.id), CLEAR_FLOW()])
+  redirect(r, 302, rd, [sessionCookie(d, created.id), CLEAR_FLOW()])
 }
 
 async function endOld(r: RouteRequest, d: RouteDeps): Promise<void> {

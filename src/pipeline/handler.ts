@@ -170,7 +170,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     // A CORS preflight is public under every profile (SPEC §6): decide.ts, shared with explain.
     ctx.classification = classifyRequest(rt, req, method, target.path)
     // 5 · authenticate (behind the failure throttle); without a credential, a browser session
-    return authenticateRequest(rt, req.headers, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }), services, (why) => {
+    return authenticateRequest(rt, method, req.headers, credential, ctx.classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }), services, (why) => {
       ctx.detail = `session ${why}`
     })
   }

@@ -10,6 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Credential } from '../auth/extract.ts'
 import type { Access } from '../authz/profiles.ts'
 import type { BrowserLogin, SessionMiss } from '../browser/login.ts'
+import { sessionAllowed } from '../browser/site.ts'
 import type { Principal } from '../http/principal.ts'
 import type { LocalIssuer } from '../issuer/localIssuer.ts'
 import type { Logger } from '../log.ts'
@@ -53,9 +54,13 @@ export function servicesOf(handler: object): SessionServices | undefined {
 /**
  * Authenticate: the credential when there is one; else the session cookie (browser sign-in on);
  * else as a request without a credential. `onMiss` learns why a presented cookie did not count.
+ * A state-changing request uses the cookie only when it comes from a page of this origin
+ * (browser/site.ts): the Lax cookie also rides on form posts from other pages of the same site.
+ * (A WebSocket handshake is a GET; upgrade.ts applies the same rule to it and answers 403.)
  */
 export function authenticateRequest(
   rt: Runtime,
+  method: string,
   headers: IncomingHttpHeaders,
   credential: Credential | undefined,
   access: Access,
@@ -67,6 +72,10 @@ export function authenticateRequest(
   if (credential !== undefined || login === undefined || services === undefined || headers.cookie === undefined) return authenticate(rt, credential, access, peer)
   // Cookies of the application only: the synchronous path, no store round trip.
   if (!login.hasSessionCookie(headers.cookie)) return authenticate(rt, credential, access, peer)
+  if (!sessionAllowed(method, headers, login.settings.proto, login.settings.redirectUrl)) {
+    onMiss?.('cross-site')
+    return authenticate(rt, credential, access, peer)
+  }
   const sessions = sessionManager(login, services.store)
   return login.sessionPrincipal(headers.cookie, { sessions, store: services.store, logger: services.logger }).then((r) => {
     if ('principal' in r) return r.principal

@@ -28,6 +28,7 @@ import { clientKey } from '../auth/throttle.ts'
 import { requestHasBody, translate } from '../upstream/forward.ts'
 import { HOP_BY_HOP } from '../http/hop.ts'
 import type { OutboundTrust } from '../upstream/trust.ts'
+import { sessionAllowed } from '../browser/site.ts'
 import { authenticateRequest, servicesOf } from './session.ts'
 import type { ServeState } from './handler.ts'
 import { headerObject, upstreamHeaders } from '../http/headers.ts'
@@ -54,19 +55,6 @@ export interface UpgradeHandler {
   closeAll(): void
 }
 
-/** Whether a handshake's Origin (when sent) is this listener's own origin. */
-function sameOrigin(req: IncomingMessage, proto: 'http' | 'https'): boolean {
-  const origin = req.headers.origin
-  if (origin === undefined) return true // not a browser: no ambient cookie was used by a page
-  const host = req.headers.host
-  if (host === undefined) return false
-  try {
-    // Host only: behind a TLS terminator the listener's own scheme is not the page's.
-    return new URL(origin).host === new URL(`${proto}://${host}`).host
-  } catch {
-    return false
-  }
-}
 
 /** The expected `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2). */
 export function websocketAccept(key: string): string {
@@ -151,14 +139,14 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
       const classification = rt.profile.classify('GET', target.path)
       // 5 · authenticate
       // (without a credential, a browser session cookie counts, as for any request)
-      const authn = authenticateRequest(rt, req.headers, credential, classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }), servicesOf(deps.handler), (why) => {
+      const authn = authenticateRequest(rt, 'GET', req.headers, credential, classification.access, () => ({ remoteAddress: req.socket.remoteAddress, forwardedFor: req.headers['x-forwarded-for'], logger }), servicesOf(deps.handler), (why) => {
         detail = `session ${why}`
       })
       principal = authn instanceof Promise ? await authn : authn
       // A handshake carried by a session cookie must come from a page of this origin: browsers
       // send cookies with a WebSocket handshake from any page of the same site, and a WebSocket
       // is not bound by CORS (cross-site WebSocket hijacking).
-      if (credential === undefined && principal.method !== 'anonymous' && !sameOrigin(req, rt.proto)) throw new GatehouseError('ERR_FORBIDDEN', { detail: 'session WebSocket handshake from another origin' })
+      if (credential === undefined && principal.method !== 'anonymous' && rt.browser !== undefined && !sessionAllowed('GET', req.headers, rt.browser.settings.proto, rt.browser.settings.redirectUrl, true)) throw new GatehouseError('ERR_FORBIDDEN', { detail: 'session WebSocket handshake from another origin' })
       if (principal.mustChangePassword === true) throw new GatehouseError('ERR_PASSWORD_CHANGE_REQUIRED')
       // 6b · authorize
       const decision = rt.adminList.decide(principal, classification.access)

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { h2close, h2connect, h2request } from '../helpers/h2.ts'
-import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, providerLogin, startOidcProvider, type OidcProvider } from '../helpers/oidcProvider.ts'
+import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, providerLogin, startOidcProvider, type OidcProvider, browserLoginEnv } from '../helpers/oidcProvider.ts'
 import { assertNoSecretsInLogs, startProxy, waitReady, type Reply, type TestProxy } from '../helpers/proxy.ts'
 import { sleep } from '../helpers/rawClient.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
@@ -46,13 +46,8 @@ describe('browser sign-in on the wire', () => {
         AUTHENTICATION_APIKEY_ENABLED: 'true',
         AUTHENTICATION_APIKEY_ALLOWED_KEYS: API_KEY,
         AUTHENTICATION_APIKEY_USERS: 'robot',
-        AUTHENTICATION_OIDC_ENABLED: 'true',
-        AUTHENTICATION_OIDC_ISSUER: op.issuer,
-        AUTHENTICATION_OIDC_CLIENT_ID: BROWSER_CLIENT_ID,
-        AUTHENTICATION_OIDC_USERNAME_CLAIM: 'preferred_username',
+        ...browserLoginEnv(op.issuer),
         AUTHENTICATION_OIDC_GROUPS_CLAIM: 'groups',
-        GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true',
-        GATEHOUSE_OIDC_CLIENT_SECRET: BROWSER_CLIENT_SECRET,
       },
       yaml: 'authentication:\n  failureThrottle:\n    enabled: true\n    maxFailures: 3\n',
     })
@@ -233,6 +228,36 @@ describe('browser sign-in on the wire', () => {
     assert.equal((await gh.request('/v1/objects', { token: API_KEY })).status, 200)
   })
 
+  it('a state-changing request carrying the session from another page of the same site is no credential; from this origin it is', async () => {
+    const id = await signIn('alice')
+    const self = new URL(gh.url).origin
+    const otherPort = `https://127.0.0.1:${Number(new URL(gh.url).port) === 1 ? 2 : 1}`
+    up.reset()
+    // A form auto-posted by a page on another port of this host (same site, so Lax sends the cookie).
+    const shapes: Record<string, string>[] = [
+      { origin: otherPort, 'sec-fetch-site': 'same-site' },
+      { origin: otherPort },
+      { 'sec-fetch-site': 'same-site' },
+      { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' },
+      { origin: 'null' },
+      { origin: self.replace('https:', 'http:') },
+    ]
+    for (const headers of shapes) {
+      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+        const r = await gh.request('/collections/prod/delete', { method, body: method === 'DELETE' ? undefined : 'x', headers: { 'content-type': 'text/plain', cookie: `${SESSION}=${id}`, ...headers } })
+        assert.equal(r.status, 401, `${method} ${JSON.stringify(headers)}: ${r.text}`)
+      }
+    }
+    assert.equal(up.requests.length, 0, 'the upstream saw none of them')
+    // A GET from another page of the site still reads (safe), and this origin's own posts write.
+    assert.equal((await gh.request('/v1/objects', { headers: { cookie: `${SESSION}=${id}`, origin: otherPort, 'sec-fetch-site': 'same-site' } })).status, 200)
+    const own = await gh.request('/collections/prod/delete', { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain', cookie: `${SESSION}=${id}`, origin: self, 'sec-fetch-site': 'same-origin' } })
+    assert.equal(own.status, 200, own.text)
+    assert.equal(up.requests.at(-1)?.headers['x-forwarded-user'], 'alice')
+    // A script or curl sends neither header: the session works as before.
+    assert.equal((await gh.request('/collections/prod/delete', { method: 'POST', body: 'x', headers: { cookie: `${SESSION}=${id}` } })).status, 200)
+  })
+
   it('bearer credentials work next to a session; a request with Authorization ignores the cookie', async () => {
     const id = await signIn('alice')
     up.reset()
@@ -342,12 +367,7 @@ describe('WebSocket upgrades with a browser session', () => {
       env: {
         GATEHOUSE_TLS_ENABLED: 'true',
         GATEHOUSE_UPSTREAM_URL: up.url,
-        AUTHENTICATION_OIDC_ENABLED: 'true',
-        AUTHENTICATION_OIDC_ISSUER: op.issuer,
-        AUTHENTICATION_OIDC_CLIENT_ID: BROWSER_CLIENT_ID,
-        AUTHENTICATION_OIDC_USERNAME_CLAIM: 'preferred_username',
-        GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true',
-        GATEHOUSE_OIDC_CLIENT_SECRET: BROWSER_CLIENT_SECRET,
+        ...browserLoginEnv(op.issuer),
       },
     })
     await op.enableBrowserClient({ redirectUris: [`${gh.url}/oauth2/callback`] })
@@ -372,6 +392,9 @@ describe('WebSocket upgrades with a browser session', () => {
     assert.deepEqual(get('cookie'), ['app=1'])
     // Cross-site WebSocket hijacking: a page of another origin carrying the cookie is refused here.
     assert.equal(await upgradeStatus(gh, '/ws', { ...ws, origin: 'https://evil.example', cookie: `${SESSION}=${id}` }), 403)
+    // The same host over plain http is another origin (a page on port 80 could be anyone's).
+    assert.equal(await upgradeStatus(gh, '/ws', { ...ws, origin: `http://${host}`, cookie: `${SESSION}=${id}` }), 403)
+    assert.equal(await upgradeStatus(gh, '/ws', { ...ws, origin: `https://${host}`, 'sec-fetch-site': 'same-site', cookie: `${SESSION}=${id}` }), 403)
     assert.equal(await upgradeStatus(gh, '/ws', { ...ws, cookie: `${SESSION}=${'A'.repeat(43)}` }), 401)
     assert.equal(up.handshakes.length, 1, 'nothing else reached the upstream')
   })
