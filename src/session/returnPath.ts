@@ -33,10 +33,13 @@ function pathOk(s: string): boolean {
   const p = end < 0 ? s : s.slice(0, end)
   if (p.includes('@')) return false // userinfo tricks: `/@evil`, `//user@evil`
   if (p === '/') return true
-  // Every segment non-empty and not a dot segment: refuses `//evil`, `/./evil`, `/.//evil`, `/a/../..`.
-  for (const seg of p.slice(1).split('/')) {
-    const t = seg.trim()
-    if (t === '' || t === '.' || t === '..') return false
+  // Every segment non-empty and not a dot segment: refuses `//evil`, `/./evil`, `/.//evil`,
+  // `/a/../..`. Only the last may be empty: a directory-style path such as `/dashboard/` (its
+  // `//` forms were refused above).
+  const segs = p.slice(1).split('/')
+  for (let i = 0; i < segs.length; i++) {
+    const t = (segs[i] as string).trim()
+    if ((t === '' && (i < segs.length - 1 || segs[i] !== '')) || t === '.' || t === '..') return false
   }
   return true
 }

@@ -66,6 +66,11 @@ const REFUSED: readonly (readonly [string, string])[] = [
   ['oauth2-proxy double slash', '//redirect'],
   ['oauth2-proxy missing protocol root domain', 'foo.bar/redirect'],
   ['oauth2-proxy valid HTTP (absolute URLs are never ours)', 'http://foo.bar/redirect'],
+  // a trailing slash is allowed, but never a doubled one or one made of spaces
+  ['a doubled trailing slash', '/dashboard//'],
+  ['an encoded doubled trailing slash', '/dashboard/%2F'],
+  ['a trailing segment of spaces', '/dashboard/%20'],
+  ['a root of spaces', '/%20/'],
 ]
 
 // A sample of oauth2-proxy's testdata/openredirects.txt (every 12th line; added by GHSA-5m6c-jp6f-2vcv).
@@ -128,6 +133,8 @@ const ACCEPTED: readonly (readonly [string, string])[] = [
   ['percent-encoded characters that decode harmlessly', '/files/a%20b%C3%A9.txt'],
   ['a colon after the first slash', '/v1/objects:batch'],
   ['a query holding an encoded URL that never decodes to //', '/page?u=https%3A%2Fx'],
+  ['a directory-style path (a UI under /dashboard/)', '/dashboard/'],
+  ['a nested directory with a query', '/v1/objects/?limit=5'],
 ]
 
 describe('safeReturnPath refuses every open-redirect shape (→ /)', () => {
