@@ -339,6 +339,7 @@ function validateBrowserLogin(c: Config, add: Add, warnings: string[]): void {
     }
   }
   if (!TOKEN_RE.test(b.cookieName)) add(`${p}.cookieName`, 'not a valid cookie name', 'use letters, digits, dashes and underscores, e.g. __Host-gatehouse-session', JSON.stringify(b.cookieName))
+  else if (/^__host-gatehouse-(console|console-login|flow)$/i.test(b.cookieName)) add(`${p}.cookieName`, 'this name is one of gatehouse’s own cookies (the console’s or the sign-in flow’s)', 'choose another name, e.g. __Host-gatehouse-session', JSON.stringify(b.cookieName))
   else if (!b.cookieName.startsWith('__Host-')) warnings.push(`${p}.cookieName ${JSON.stringify(b.cookieName)} has no __Host- prefix: a sibling host could plant or overwrite the session cookie`)
   if (b.cookieLifetime < b.idleTimeout) add(`${p}.cookieLifetime`, `shorter than ${p}.idleTimeout (${b.idleTimeout / 1000} s)`, 'make the lifetime at least as long as the idle timeout')
   b.scopes.forEach((s, i) => {

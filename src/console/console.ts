@@ -95,6 +95,11 @@ const LOGIN_FLASH: Readonly<Record<string, Notice>> = {
   revoked: { kind: 'info', text: 'Your tokens were revoked and your sessions ended. Sign in again.' },
 }
 
+/** A notice by its `m` key: own keys only (`?m=__proto__` or `constructor` is no notice). */
+function noticeOf(table: Readonly<Record<string, Notice>>, key: string | null): Notice | undefined {
+  return key !== null && Object.hasOwn(table, key) ? table[key] : undefined
+}
+
 type Section = 'users' | 'account' | 'security' | 'forced'
 
 interface Signed {
@@ -241,7 +246,7 @@ export function createConsole(d: ConsoleDeps): ConsoleHandler {
   // --- pages ---------------------------------------------------------------------------------
 
   const flash = (c: Ctx): Notice[] => {
-    const f = FLASH[c.query.get('m') ?? '']
+    const f = noticeOf(FLASH, c.query.get('m'))
     return f === undefined ? [] : [f]
   }
 
@@ -520,7 +525,7 @@ export function createConsole(d: ConsoleDeps): ConsoleHandler {
           redirect(c, '/ui/status')
           return {}
         }
-        const n = LOGIN_FLASH[c.query.get('m') ?? '']
+        const n = noticeOf(LOGIN_FLASH, c.query.get('m'))
         await showLogin(c, 200, n === undefined ? [] : [n], '')
         return {}
       }

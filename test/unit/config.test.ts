@@ -591,6 +591,12 @@ describe('console and browser sign-in keys (SPEC §10)', () => {
     assert.deepEqual(paths, ['authentication.oidc.browserLogin.clientSecretFile', 'authentication.oidc.browserLogin.clientSecretFile', 'authentication.oidc.browserLogin.cookieName', 'authentication.oidc.browserLogin.redirectUrl', 'authentication.oidc.browserLogin.scopes[1]'])
     for (const p of r.problems) assert.ok(!JSON.stringify(p).includes('"a"'), 'the inline secret is never echoed')
   })
+  it('a cookie name of gatehouse’s own (console, flow) is refused', () => {
+    for (const name of ['__Host-gatehouse-console', '__Host-gatehouse-flow', '__HOST-GATEHOUSE-CONSOLE-LOGIN']) {
+      const f = yamlFile(`authentication:\n  oidc:\n    browserLogin:\n      enabled: true\n      cookieName: ${name}\n`)
+      bad(OIDC, 'authentication.oidc.browserLogin.cookieName', /one of gatehouse’s own cookies/, f)
+    }
+  })
   it('a cookie name without __Host- is a warning, not a problem', () => {
     const f = yamlFile('authentication:\n  oidc:\n    browserLogin:\n      enabled: true\n      cookieName: gh_session\n')
     const r = load(OIDC, f)
