@@ -22,6 +22,18 @@ const RESOURCE = 'urn:gatehouse:weaviate'
 export const BROWSER_CLIENT_ID = 'gatehouse-browser'
 export const BROWSER_CLIENT_SECRET = 'gatehouse-browser-secret-7c21e9'
 
+/** The environment of a gatehouse whose browser sign-in uses the provider at `issuer` (the confidential browser client). */
+export function browserLoginEnv(issuer: string): Record<string, string> {
+  return {
+    AUTHENTICATION_OIDC_ENABLED: 'true',
+    AUTHENTICATION_OIDC_ISSUER: issuer,
+    AUTHENTICATION_OIDC_CLIENT_ID: BROWSER_CLIENT_ID,
+    AUTHENTICATION_OIDC_USERNAME_CLAIM: 'preferred_username',
+    GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true',
+    GATEHOUSE_OIDC_CLIENT_SECRET: BROWSER_CLIENT_SECRET,
+  }
+}
+
 /** What the provider says about a person who signs in with login name `id`. */
 export function accountClaims(id: string): Record<string, unknown> {
   return { sub: id, preferred_username: id, email: `${id}@example.test`, groups: ['readers', `team-${id}`] }

@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Page } from 'playwright-core'
 import { launchBrowser, screenshot, SCREENSHOTS_WANTED, type TestBrowser } from '../helpers/browser.ts'
 import { runCliAsync } from '../helpers/cli.ts'
-import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, startOidcProvider, type OidcProvider } from '../helpers/oidcProvider.ts'
+import { BROWSER_CLIENT_SECRET, startOidcProvider, type OidcProvider, browserLoginEnv } from '../helpers/oidcProvider.ts'
 import { assertNoSecretsInLogs, startProxy, waitReady, type Reply, type TestProxy } from '../helpers/proxy.ts'
 import { sleep } from '../helpers/rawClient.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
@@ -73,12 +73,7 @@ describe('local users sign in on the data listener', () => {
         GATEHOUSE_UPSTREAM_URL: up.url,
         GATEHOUSE_LOCAL_ENABLED: 'true',
         GATEHOUSE_ADMIN_PASSWORD: ADMIN_PW,
-        AUTHENTICATION_OIDC_ENABLED: 'true',
-        AUTHENTICATION_OIDC_ISSUER: op.issuer,
-        AUTHENTICATION_OIDC_CLIENT_ID: BROWSER_CLIENT_ID,
-        AUTHENTICATION_OIDC_USERNAME_CLAIM: 'preferred_username',
-        GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true',
-        GATEHOUSE_OIDC_CLIENT_SECRET: BROWSER_CLIENT_SECRET,
+        ...browserLoginEnv(op.issuer),
       },
       yaml: [
         'authentication:',

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
-import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, providerLogin, startOidcProvider, type OidcProvider } from '../helpers/oidcProvider.ts'
+import { providerLogin, startOidcProvider, type OidcProvider, browserLoginEnv } from '../helpers/oidcProvider.ts'
 import { sleep } from '../helpers/rawClient.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
@@ -53,12 +53,7 @@ describe('browser sign-in across workers', () => {
         GATEHOUSE_STATE_DIR: path.join(dir, 'state'),
         GATEHOUSE_TLS_ENABLED: 'true',
         GATEHOUSE_UPSTREAM_URL: up.url,
-        AUTHENTICATION_OIDC_ENABLED: 'true',
-        AUTHENTICATION_OIDC_ISSUER: op.issuer,
-        AUTHENTICATION_OIDC_CLIENT_ID: BROWSER_CLIENT_ID,
-        AUTHENTICATION_OIDC_USERNAME_CLAIM: 'preferred_username',
-        GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true',
-        GATEHOUSE_OIDC_CLIENT_SECRET: BROWSER_CLIENT_SECRET,
+        ...browserLoginEnv(op.issuer),
       },
       { cwd: dir },
     )

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Page } from 'playwright-core'
 import { launchBrowser, type TestBrowser } from '../helpers/browser.ts'
-import { BROWSER_CLIENT_ID, BROWSER_CLIENT_SECRET, startOidcProvider, type OidcProvider } from '../helpers/oidcProvider.ts'
+import { BROWSER_CLIENT_SECRET, startOidcProvider, type OidcProvider, browserLoginEnv } from '../helpers/oidcProvider.ts'
 import { assertNoSecretsInLogs, startProxy, waitReady, type TestProxy } from '../helpers/proxy.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
@@ -50,13 +50,8 @@ describe('browser sign-in in Chromium with oidc-provider', () => {
       env: {
         GATEHOUSE_TLS_ENABLED: 'true',
         GATEHOUSE_UPSTREAM_URL: up.url,
-        AUTHENTICATION_OIDC_ENABLED: 'true',
-        AUTHENTICATION_OIDC_ISSUER: op.issuer,
-        AUTHENTICATION_OIDC_CLIENT_ID: BROWSER_CLIENT_ID,
-        AUTHENTICATION_OIDC_USERNAME_CLAIM: 'preferred_username',
+        ...browserLoginEnv(op.issuer),
         AUTHENTICATION_OIDC_GROUPS_CLAIM: 'groups',
-        GATEHOUSE_BROWSER_LOGIN_ENABLED: 'true',
-        GATEHOUSE_OIDC_CLIENT_SECRET: BROWSER_CLIENT_SECRET,
       },
     })
     await op.enableBrowserClient({ redirectUris: [`${gh.url}/oauth2/callback`], postLogoutRedirectUris: [`${gh.url}/oauth2/signed_out`] })
