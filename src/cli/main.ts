@@ -20,6 +20,8 @@ Usage:
   gatehouse apikey generate [--user NAME]      print a new random key and its sha256 form
   gatehouse explain --method M --path P [--token T | --token-file F | --anonymous]
                                                show authenticator, principal, rule and decision
+  gatehouse store migrate --from file:DIR --to redis://HOST:PORT [--dry-run] [--force]
+                                               copy a single replica's state into a shared store
 
 Weka-style administration (talks to the admin API; see docs/api.md):
   gatehouse user login [USERNAME] [PASSWORD] [--org ORG] [--path FILE]
@@ -90,6 +92,29 @@ const LOCAL_COMMANDS: Record<string, Command> = {
       json: { type: 'boolean' },
     },
     run: async (v) => (await import('./explain.ts')).explain(v),
+  },
+  'store migrate': {
+    usage:
+      'gatehouse store migrate --from file:DIR --to redis://HOST:PORT|rediss://HOST:PORT [--ca-file F] [--username U] [--password-file F] [--key-prefix P] [--dry-run] [--force] [--json] [--config FILE]\n\n' +
+      'Copy the state of one gatehouse on the file store (users, refresh tokens, revocations, lockout, sessions, settings,\n' +
+      "the local issuer's signing key) into a shared Redis/Valkey store, so that tokens issued before keep working on every\n" +
+      'replica. Stop the single replica first. Everything is read and validated before one transaction writes it; a target\n' +
+      'that is not empty is refused unless --force (which replaces it). --dry-run lists what would be copied and writes nothing.\n' +
+      '--from defaults to file:<stateDir>, --to to store.url; the password comes from GATEHOUSE_STORE_PASSWORD or --password-file\n' +
+      '(store.password / store.passwordFile), never from a flag. See docs/replicas.md.',
+    options: {
+      ...configOpt,
+      from: { type: 'string' },
+      to: { type: 'string' },
+      'ca-file': { type: 'string' },
+      username: { type: 'string' },
+      'password-file': { type: 'string' },
+      'key-prefix': { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      force: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    run: async (v) => (await import('./store.ts')).storeMigrate(v),
   },
 }
 

@@ -11,6 +11,9 @@ import { GatehouseError } from '../errors.ts'
 import { writeFileAtomic } from './atomic.ts'
 import { MAX_SESSIONS_PER_USER, type AttemptSlot, type IssuerStore, type LockPolicy, type LockState, type RefreshRecord, type SessionRecord, type SessionTouch, type UserRecord } from './store.ts'
 
+/** The collections of the file store (one JSON file each under `<stateDir>/store/`). */
+export type FileStoreContents = Files
+
 interface Files {
   users: Record<string, UserRecord>
   refresh: Record<string, RefreshRecord>
@@ -172,6 +175,14 @@ export class FileStore implements IssuerStore {
 
   async isFamilyRevoked(family: string): Promise<boolean> {
     return Object.hasOwn(this.#d.revokedFamilies, family)
+  }
+
+  /**
+   * A copy of every collection as this store holds it (expired sessions already swept, attempts
+   * in flight zeroed): what `gatehouse store migrate` copies into a shared store.
+   */
+  contents(): FileStoreContents {
+    return structuredClone(this.#d)
   }
 
   /** Every user's generation and every revoked family (the workers' mirror starts from this). */

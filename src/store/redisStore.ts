@@ -68,10 +68,10 @@ export interface StoreStatus {
 const PENDING_TTL_MS = 30_000
 // Consecutive failures of a name are forgotten this long after the last one (sprayed names
 // must not stay forever; a lock itself lasts its lockoutDuration).
-const FAILURE_TTL_MS = 86_400_000
+export const FAILURE_TTL_MS = 86_400_000
 // Session keys outlive their idle/absolute end by this much, so that a touch just after the end
 // still tells why (idle-expired / expired) instead of "unknown"; the script decides by `now`.
-const SESSION_GRACE_MS = 60_000
+export const SESSION_GRACE_MS = 60_000
 const DEFAULT_FAMILY_TTL_MS = 366 * 86_400_000
 
 /** Helpers every script starts with. ARGV[1] is always the key prefix. */
@@ -370,21 +370,8 @@ export class RedisStore implements IssuerStore, SharedValues {
     this.#maxStaleMs = o.maxStalenessMs ?? 1000
     this.#familyTtlMs = o.familyTtlMs ?? DEFAULT_FAMILY_TTL_MS
     this.#logger = o.logger
-    const u = new URL(o.url)
-    const password = o.password ?? (o.passwordFile === undefined ? undefined : readFileSync(o.passwordFile, 'utf8').replace(/\r?\n$/, ''))
-    const tls = u.protocol === 'rediss:'
-    const connectTimeout = o.connectTimeoutMs ?? 5000
-    // Capped exponential backoff with jitter, forever: a replica outlives its store's outages.
-    const reconnectStrategy = (retries: number): number => Math.min(50 * 2 ** Math.min(retries, 10), 2000) + Math.floor(Math.random() * 100)
-    const socket = tls
-      ? { tls: true as const, host: u.hostname, port: Number(u.port || 6379), servername: u.hostname, ...(o.caFile === undefined ? {} : { ca: readFileSync(o.caFile) }), connectTimeout, reconnectStrategy }
-      : { host: u.hostname, port: Number(u.port || 6379), connectTimeout, reconnectStrategy }
-    const db = u.pathname.replace(/^\//, '')
     this.#client = createClient({
-      socket,
-      ...(o.username !== undefined && o.username !== '' ? { username: o.username } : u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),
-      ...(password === undefined ? {} : { password }),
-      ...(db === '' ? {} : { database: Number(db) }),
+      ...redisConnection(o),
       // A write queued while offline could run long after its caller was told 503.
       disableOfflineQueue: true,
       name: `gatehouse-${this.#id}`,
@@ -761,6 +748,29 @@ export class RedisStore implements IssuerStore, SharedValues {
     if (opts.readOnly === true) throw new GatehouseError('ERR_STORE_UNAVAILABLE', { detail: `the shared store holds no ${name} yet` })
     const winner = await this.#run('sharedValue', [name, JSON.stringify(await create())])
     return JSON.parse(winner as string) as T
+  }
+}
+
+/**
+ * The client's connection options for `o` (address, TLS with the CA, user, password, database):
+ * one place, so that `gatehouse store migrate` connects exactly as a replica does.
+ */
+export function redisConnection(o: Pick<RedisStoreOptions, 'url' | 'username' | 'password' | 'passwordFile' | 'caFile' | 'connectTimeoutMs'>): Pick<NonNullable<Parameters<typeof createClient>[0]>, 'socket' | 'username' | 'password' | 'database'> {
+  const u = new URL(o.url)
+  const password = o.password ?? (o.passwordFile === undefined ? undefined : readFileSync(o.passwordFile, 'utf8').replace(/\r?\n$/, ''))
+  const tls = u.protocol === 'rediss:'
+  const connectTimeout = o.connectTimeoutMs ?? 5000
+  // Capped exponential backoff with jitter, forever: a replica outlives its store's outages.
+  const reconnectStrategy = (retries: number): number => Math.min(50 * 2 ** Math.min(retries, 10), 2000) + Math.floor(Math.random() * 100)
+  const socket = tls
+    ? { tls: true as const, host: u.hostname, port: Number(u.port || 6379), servername: u.hostname, ...(o.caFile === undefined ? {} : { ca: readFileSync(o.caFile) }), connectTimeout, reconnectStrategy }
+    : { host: u.hostname, port: Number(u.port || 6379), connectTimeout, reconnectStrategy }
+  const db = u.pathname.replace(/^\//, '')
+  return {
+    socket,
+    ...(o.username !== undefined && o.username !== '' ? { username: o.username } : u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),
+    ...(password === undefined ? {} : { password }),
+    ...(db === '' ? {} : { database: Number(db) }),
   }
 }
 
