@@ -82,6 +82,10 @@ export const ERRORS = {
     message: 'the identity provider’s keys are not available yet; retry shortly',
   },
   ERR_DRAINING: { status: 503, message: 'gatehouse is shutting down; retry on another instance' },
+  // Directory users (LDAP / Active Directory, SPEC §12)
+  ERR_DIRECTORY_UNAVAILABLE: { status: 503, message: 'the user directory (LDAP) cannot be reached or did not answer in time; retry shortly, or sign in as a local user' },
+  ERR_DIRECTORY_NAME_CLASH: { status: 409, message: 'this name belongs both to a local user and to a directory user; an admin must rename or delete one of them (or set authentication.ldap.localShadowsDirectory)' },
+  ERR_DIRECTORY_NO_ROLE: { status: 403, message: 'forbidden: the directory account is in none of the groups that grant a gatehouse role (admin, regular, readonly)' },
   ERR_INTERNAL: { status: 500, message: 'internal error' },
   // HTTP/2, gRPC, WebSocket
   ERR_GRPC_NOT_CONFIGURED: { status: 501, message: 'gRPC is not configured on this proxy: set upstream.grpcUrl' },

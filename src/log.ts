@@ -180,6 +180,8 @@ export type AuditEvent =
   | 'lockout_policy.reset'
   | 'tls.changed'
   | 'ca_cert.changed'
+  | 'ldap.changed'
+  | 'refresh.directory_refused'
 
 /** One audit line: who did what to whom, from where, and how it ended. Never a secret. */
 export interface AuditFields {

@@ -105,7 +105,7 @@ const ROUTES: Route[] = [
     method: 'GET', path: /^\/readyz$/, access: 'public', local: false,
     run: async (_c, d) => {
       const issuers = d.readiness.issuers().map((i) => ({ issuer: i.issuer, ready: i.ready, keys: i.keys, lastSuccess: i.lastSuccess, lastError: i.lastError }))
-      const checks = { listeners: d.readiness.listeners, state: d.readiness.state, draining: d.state.draining, issuers, ...(d.readiness.store === undefined ? {} : { store: d.readiness.store() }) }
+      const checks = { listeners: d.readiness.listeners, state: d.readiness.state, draining: d.state.draining, issuers, ...(d.readiness.store === undefined ? {} : { store: d.readiness.store() }), ...(await directoryCheck(d)) }
       const ready = d.readiness.listeners && d.readiness.state && !d.state.draining && issuers.every((i) => i.ready)
       return { status: ready ? 200 : 503, raw: { status: ready ? 'ready' : 'not ready', checks } }
     },
@@ -236,7 +236,26 @@ const ROUTES: Route[] = [
     run: async (c, d) => ({ data: await d.trust.set(str((await c.body()).certificate, 'certificate', '"<PEM>"')) }),
   },
   { method: 'DELETE', path: /^\/api\/v2\/security\/caCert$/, access: 'admin', local: true, audit: { events: ['ca_cert.changed'], target: () => 'caCert', extra: change('unset') }, run: async (_c, d) => ({ data: await d.trust.unset() }) },
+  // --- directory users (gatehouse user ldap …; docs/directory.md). Admin only: the settings name the reader account.
+  { method: 'GET', path: /^\/api\/v2\/ldap$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await iss(d).directory.show() }) },
+  { method: 'POST', path: /^\/api\/v2\/ldap$/, access: 'admin', local: true, audit: { events: ['ldap.changed'], target: () => 'ldap', extra: change('setup') }, run: async (c, d) => ({ data: await iss(d).directory.setup(await c.body(), false) }) },
+  { method: 'POST', path: /^\/api\/v2\/ldap\/ad$/, access: 'admin', local: true, audit: { events: ['ldap.changed'], target: () => 'ldap', extra: change('setup-ad') }, run: async (c, d) => ({ data: await iss(d).directory.setup(await c.body(), true) }) },
+  { method: 'PUT', path: /^\/api\/v2\/ldap$/, access: 'admin', local: true, audit: { events: ['ldap.changed'], target: () => 'ldap', extra: change('update') }, run: async (c, d) => ({ data: await iss(d).directory.update(await c.body()) }) },
+  { method: 'POST', path: /^\/api\/v2\/ldap\/enable$/, access: 'admin', local: true, audit: { events: ['ldap.changed'], target: () => 'ldap', extra: change('enabled') }, run: async (_c, d) => ({ data: await iss(d).directory.setEnabled(true) }) },
+  { method: 'POST', path: /^\/api\/v2\/ldap\/disable$/, access: 'admin', local: true, audit: { events: ['ldap.changed'], target: () => 'ldap', extra: change('disabled') }, run: async (_c, d) => ({ data: await iss(d).directory.setEnabled(false) }) },
+  { method: 'DELETE', path: /^\/api\/v2\/ldap$/, access: 'admin', local: true, audit: { events: ['ldap.changed'], target: () => 'ldap', extra: change('reset') }, run: async (_c, d) => ({ data: await iss(d).directory.reset() }) },
 ]
+
+/**
+ * `/readyz`'s `checks.directory` while directory users are enabled: degraded, never failed — the
+ * directory being down stops only directory sign-ins; local users, API keys and OIDC go on.
+ */
+async function directoryCheck(d: AdminDeps): Promise<{ directory?: Record<string, unknown> }> {
+  if (d.issuer === undefined) return {}
+  const h = await d.issuer.directory.health().catch((e: unknown) => ({ enabled: true, reachable: false, lastError: String(e) }))
+  if (!h.enabled) return {}
+  return { directory: { ...h, status: h.reachable === true ? 'ok' : 'degraded' } }
+}
 
 /** Whether a path belongs to the web console (docs/console.md): `/ui` and everything under `/ui/`. */
 function isConsolePath(path: string): boolean {

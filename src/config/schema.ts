@@ -294,6 +294,38 @@ export const SCHEMA: Group = group('gatehouse configuration', {
         blockDuration: leaf('duration', 300 * SECOND, 'How long a blocked address gets 429 for every login, a right password included.', { min: 1000, max: 86_400_000 }),
       }),
     }),
+    // --- directory users (LDAP / Active Directory, SPEC §12; docs/directory.md)
+    ldap: group('Directory users (LDAP or Active Directory) signing in beside local users; their role comes from directory groups. Needs authentication.local. Runtime changes (gatehouse user ldap …) live in the state store and override this section.', {
+      enabled: leaf('bool', false, 'Let directory users sign in.', { env: [gh('GATEHOUSE_LDAP_ENABLED')] }),
+      urls: leaf('stringList', [], 'Servers, tried in order when one cannot be reached: ldaps://HOST[:PORT], or ldap://HOST[:PORT] with StartTLS.'),
+      startTls: leaf('bool', true, 'Require StartTLS on ldap:// URLs. false sends the passwords in clear text: for tests only (a warning).'),
+      bindDn: leaf('string', '', 'DN of the reader account that searches users and groups.', { env: [gh('GATEHOUSE_LDAP_BIND_DN')] }),
+      bindPassword: leaf('string', undefined, 'The reader’s password.', { optional: true, secret: true, env: [gh('GATEHOUSE_LDAP_BIND_PASSWORD')] }),
+      bindPasswordFile: leaf('string', undefined, 'File holding the reader’s password (a Kubernetes Secret); trailing newline ignored.', { optional: true, isPath: true, env: [gh('GATEHOUSE_LDAP_BIND_PASSWORD_FILE')] }),
+      userBaseDn: leaf('string', '', 'Where users are searched (subtree). With activeDirectory: default the domain’s DN.'),
+      userObjectClass: leaf('string', 'inetOrgPerson', 'Object class of user entries (activeDirectory: user).'),
+      userIdAttribute: leaf('string', 'uid', 'Attribute holding the sign-in name (activeDirectory: sAMAccountName, or userPrincipalName for names with @).'),
+      userFilter: leaf('string', '', 'Extra LDAP filter a user entry must also match, e.g. (!(pwdAccountLockedTime=*)) to refuse locked accounts (activeDirectory adds the disabled-account bit).'),
+      groupBaseDn: leaf('string', '', 'Where groups are searched (subtree). With activeDirectory: default the domain’s DN.'),
+      groupObjectClass: leaf('string', 'groupOfNames', 'Object class of group entries (activeDirectory: group).'),
+      membershipAttribute: leaf('enum', 'member', 'How membership is recorded: member or uniqueMember (the group lists user DNs), memberUid (the group lists user ids), memberOf (the user lists group DNs; activeDirectory: memberOf with nested groups).', { values: ['member', 'uniqueMember', 'memberUid', 'memberOf'] }),
+      groupIdAttribute: leaf('string', 'cn', 'Attribute naming a group (the values roleGroups refer to).'),
+      roleGroups: group('Groups (their groupIdAttribute value) granting each role; a user in several gets the highest (admin > regular > readonly), a user in none may not sign in.', {
+        admin: leaf('string', '', 'Group of admins.'),
+        regular: leaf('string', '', 'Group of regular users.'),
+        readonly: leaf('string', '', 'Group of read-only users.'),
+      }),
+      timeouts: group('Bounds on every directory round trip; beyond them a directory sign-in answers 503 ERR_DIRECTORY_UNAVAILABLE.', {
+        connect: leaf('duration', 5 * SECOND, 'Connecting (TCP and TLS) to one server.', { min: 100, max: 60_000 }),
+        operation: leaf('duration', 5 * SECOND, 'Each LDAP operation (bind, StartTLS, search).', { min: 100, max: 60_000 }),
+      }),
+      caFile: leaf('string', undefined, 'PEM CA bundle trusted for the directory’s certificate (the CA of security ca-cert is trusted too; unset: the system CAs as well).', { optional: true, isPath: true, env: [gh('GATEHOUSE_LDAP_CA_FILE')] }),
+      localShadowsDirectory: leaf('bool', false, 'A local user whose name also exists in the directory signs in as the local user. false: such a sign-in is refused (409 ERR_DIRECTORY_NAME_CLASH) until one of them is renamed.'),
+      activeDirectory: group('The Active Directory preset: set the domain and the directory’s object classes and attributes follow from it.', {
+        domain: leaf('string', '', 'DNS domain, e.g. corp.example.com (empty: not Active Directory).'),
+      }),
+    }),
+    // --- end directory users
     tokenCache: group('Verified-token cache (JWTs): a repeated token costs a hash and a look-up.', {
       maxEntries: leaf('int', 10_000, 'Entries kept (LRU); 0 turns the cache off.', { min: 0, max: 10_000_000 }),
       maxTtl: leaf('duration', 300 * SECOND, 'Longest time a verification is reused (never past the token’s exp).', { min: 0, max: 86_400_000 }),

@@ -134,6 +134,28 @@ export interface Config {
       readonly banner: { readonly text: string; readonly enabled: boolean }
       readonly loginThrottle: { readonly enabled: boolean; readonly maxFailures: number; readonly window: number; readonly blockDuration: number }
     }
+    /** Directory users (SPEC §12, docs/directory.md); durations in ms. */
+    readonly ldap: {
+      readonly enabled: boolean
+      readonly urls: readonly string[]
+      readonly startTls: boolean
+      readonly bindDn: string
+      readonly bindPassword: string | undefined
+      readonly bindPasswordFile: string | undefined
+      readonly userBaseDn: string
+      readonly userObjectClass: string
+      readonly userIdAttribute: string
+      readonly userFilter: string
+      readonly groupBaseDn: string
+      readonly groupObjectClass: string
+      readonly membershipAttribute: 'member' | 'uniqueMember' | 'memberUid' | 'memberOf'
+      readonly groupIdAttribute: string
+      readonly roleGroups: { readonly admin: string; readonly regular: string; readonly readonly: string }
+      readonly timeouts: { readonly connect: number; readonly operation: number }
+      readonly caFile: string | undefined
+      readonly localShadowsDirectory: boolean
+      readonly activeDirectory: { readonly domain: string }
+    }
     readonly tokenCache: { readonly maxEntries: number; readonly maxTtl: number }
     readonly failureThrottle: {
       readonly enabled: boolean

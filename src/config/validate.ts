@@ -10,6 +10,7 @@ import { HOP_BY_HOP } from '../http/hop.ts'
 import { passwordProblem } from './passwordRules.ts'
 import { effectiveIssuers, type IssuerConfig } from './issuers.ts'
 import { isSha256Key, readKeysFile } from './keys.ts'
+import { validateLdap } from './ldap.ts'
 import type { Config, Problem, Source } from './types.ts'
 
 /** Asymmetric JWS algorithms gatehouse may accept (never `none`, never HS*). */
@@ -67,6 +68,7 @@ export function validate(c: Config, sources: ReadonlyMap<string, Source>, proble
   if (a.local.enabled && !c.admin.enabled) add('admin.enabled', 'local users need the admin listener (login and token API)', 'set admin.enabled: true, or disable authentication.local')
   if (c.console.absoluteLifetime < c.console.idleTimeout) add('console.absoluteLifetime', `shorter than console.idleTimeout (${c.console.idleTimeout / 1000} s)`, 'make the absolute lifetime at least as long as the idle timeout (defaults: 12h and 30m)')
   if (a.oidc.browserLogin.enabled) validateBrowserLogin(c, add, warnings)
+  validateLdap(c, add, warnings) // directory users (config/ldap.ts)
   const anyMethod = a.apikey.enabled || a.oidc.enabled || a.local.enabled
   if (!anyMethod && a.anonymous.enabled === false) {
     warnings.push('authentication.anonymous.enabled is false but no authentication method is enabled, so anonymous access stays on (Weaviate’s rule); enable apikey or oidc to require credentials')

@@ -27,14 +27,17 @@ import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK } f
 import { signedFailure, type JwtVerifier } from '../auth/authenticate.ts'
 import type { JwtShape } from '../auth/jwtShape.ts'
 import { FailureThrottle } from '../auth/throttle.ts'
+import { ldapFromConfig } from '../config/ldap.ts'
 import { MAX_PASSWORD_LENGTH, passwordProblem } from '../config/passwordRules.ts'
+import type { DirectoryUser } from '../directory/directory.ts'
+import { DirectoryService } from '../directory/service.ts'
 import type { Principal } from '../http/principal.ts'
 import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import { audit, type Logger } from '../log.ts'
 import { writeFileAtomic } from '../store/atomic.ts'
 import { isSharedStore } from '../store/shared.ts'
-import type { IssuerStore, LockPolicy, UserRecord } from '../store/store.ts'
+import type { IssuerStore, LockPolicy, RefreshRecord, UserRecord } from '../store/store.ts'
 import { assertPasswordPolicy, hashPassword, verifyPassword } from './passwords.ts'
 
 export type Role = UserRecord['role']
@@ -65,6 +68,22 @@ export interface LocalIssuerOptions {
    * password hash until a login would need it. The store's own writes are the caller's concern.
    */
   readonly readOnly?: boolean
+  /** The CA of `security ca-cert` (upstream/trust.ts), trusted for the directory's TLS too. */
+  readonly extraCa?: () => string | undefined
+}
+
+/**
+ * The password hash of a directory user's record (docs/directory.md). A directory user who signs
+ * in gets a user record in the state store like a local user — for the token generation
+ * (`revoke-tokens`), the role the tokens carry, `user list` and sessions — whose hash is this
+ * marker: it is not a scrypt hash, so `verifyPassword` never accepts anything against it, and
+ * every store (file, Redis, `store migrate`) keeps it as it keeps any hash.
+ */
+export const DIRECTORY_HASH = 'directory:ldap'
+
+/** Whether a stored user comes from the directory. */
+export function isDirectoryUser(u: Pick<UserRecord, 'passwordHash'>): boolean {
+  return u.passwordHash === DIRECTORY_HASH
 }
 
 /** Where a request came from, for the audit trail and the per-address login throttle. */
@@ -106,8 +125,9 @@ export class LocalIssuer implements JwtVerifier {
   readonly #now: () => number
   #dummyHash: string | undefined
   readonly #throttle: FailureThrottle | undefined
+  readonly #directory: DirectoryService
 
-  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string | undefined) {
+  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string | undefined, directory: DirectoryService) {
     this.iss = k.iss
     this.#kid = k.kid
     this.#privateKey = keys.priv
@@ -118,6 +138,7 @@ export class LocalIssuer implements JwtVerifier {
     this.#logger = logger
     this.#now = now
     this.#dummyHash = dummyHash
+    this.#directory = directory
     const t = c.loginThrottle
     this.#throttle = t.enabled ? new FailureThrottle({ maxFailures: t.maxFailures, windowMs: t.window, blockMs: t.blockDuration, maxAddresses: 100_000, now }) : undefined
   }
@@ -146,7 +167,8 @@ export class LocalIssuer implements JwtVerifier {
     const { d: _d, ...pubJwk } = k.privateJwk
     const priv = await importJWK(k.privateJwk, 'ES256')
     const pub = await importJWK({ ...pubJwk, kid: k.kid }, 'ES256')
-    const issuer = new LocalIssuer(k, { priv, pub, pubJwk: { ...pubJwk, kid: k.kid, alg: 'ES256', use: 'sig' } }, store, c.authentication.local, logger, opts.now ?? Date.now, opts.readOnly === true ? undefined : await dummyPasswordHash())
+    const directory = new DirectoryService({ config: ldapFromConfig(c.authentication.ldap), caFile: c.authentication.ldap.caFile, extraCa: opts.extraCa, store, logger, now: opts.now })
+    const issuer = new LocalIssuer(k, { priv, pub, pubJwk: { ...pubJwk, kid: k.kid, alg: 'ES256', use: 'sig' } }, store, c.authentication.local, logger, opts.now ?? Date.now, opts.readOnly === true ? undefined : await dummyPasswordHash(), directory)
     if (opts.readOnly !== true) await issuer.#bootstrap(c)
     return issuer
   }
@@ -188,6 +210,11 @@ export class LocalIssuer implements JwtVerifier {
     else this.#logger.info({ mustChangePassword: given === undefined }, 'created the first local user: admin')
   }
 
+  /** Directory users' settings and health (`/api/v2/ldap`, `/readyz`). */
+  get directory(): DirectoryService {
+    return this.#directory
+  }
+
   /** The public JWKS served on the admin listener. */
   jwks(): { keys: JWK[] } {
     return { keys: [this.#publicJwk] }
@@ -211,10 +238,20 @@ export class LocalIssuer implements JwtVerifier {
     if (!slot.ok) throw new GatehouseError('ERR_ACCOUNT_LOCKED', { headers: { 'retry-after': String(Math.max(1, Math.ceil(slot.retryAfterMs / 1000))) }, detail: 'locked or attempts in flight' })
     let user: UserRecord | undefined
     let ok = false
+    let after: (() => Promise<void>) | undefined
     try {
       user = await this.#store.getUser(username)
-      // Unknown names are checked against a dummy hash: same work, same time, same answer.
-      ok = (await verifyPassword(password, user?.passwordHash ?? (this.#dummyHash ??= await dummyPasswordHash()))) && user !== undefined
+      const dir = user === undefined || isDirectoryUser(user) ? await this.#directory.current() : undefined
+      if (dir !== undefined) {
+        // A directory user (known from an earlier sign-in, or not yet): the directory decides.
+        user = await this.#directoryLogin(username, password, user)
+        ok = user !== undefined
+      } else {
+        // Unknown names are checked against a dummy hash: same work, same time, same answer.
+        // (A directory user's record has no hash, so it fails here while the directory is off.)
+        ok = (await verifyPassword(password, user?.passwordHash ?? (this.#dummyHash ??= await dummyPasswordHash()))) && user !== undefined
+        if (ok && user !== undefined) after = await this.#nameClash(user.username)
+      }
     } finally {
       const after = await this.#store.finishAttempt(username, ok, policy, this.#now())
       // Reserved slots never outnumber the attempts left, so only the attempt that locks gets here.
@@ -223,7 +260,78 @@ export class LocalIssuer implements JwtVerifier {
       }
     }
     if (!ok || user === undefined) throw new GatehouseError('ERR_LOGIN_FAILED')
+    await after?.()
     return user
+  }
+
+  /**
+   * A directory sign-in inside the lockout slot: bind as the user, map the role, and keep the
+   * user's record (generation, role) in the store. Undefined: unknown name or wrong password.
+   *
+   * @throws ERR_DIRECTORY_UNAVAILABLE (the attempt still counts), ERR_DIRECTORY_NO_ROLE
+   */
+  async #directoryLogin(username: string, password: string, known: UserRecord | undefined): Promise<UserRecord | undefined> {
+    const dir = (await this.#directory.current()) as NonNullable<Awaited<ReturnType<DirectoryService['current']>>>
+    let found: DirectoryUser | undefined
+    try {
+      found = await dir.authenticate(username, password)
+      this.#directory.observe(true)
+    } catch (e) {
+      if ((e as GatehouseError).code === 'ERR_DIRECTORY_UNAVAILABLE') this.#directory.observe(false, e as GatehouseError)
+      throw e
+    }
+    if (found === undefined) {
+      // Same work as a wrong local password, so a name unknown to both is not faster.
+      await verifyPassword(password, this.#dummyHash ??= await dummyPasswordHash())
+      return undefined
+    }
+    if (found.role === undefined) throw new GatehouseError('ERR_DIRECTORY_NO_ROLE', { detail: `directory groups: ${found.groups.join(', ') || '(none)'}` })
+    return this.#directoryRecord(found.username, found.role, known)
+  }
+
+  /**
+   * The store's record of a directory user with `role`: created at the first sign-in, its role
+   * kept current (a change bumps the generation: the earlier tokens carried the old role). A
+   * new record starts at the clock's generation, never 0, so a record deleted and created again
+   * never accepts the tokens of its predecessor.
+   */
+  async #directoryRecord(username: string, role: Role, known: UserRecord | undefined): Promise<UserRecord> {
+    let u = known ?? (await this.#store.getUser(username))
+    if (u !== undefined && !isDirectoryUser(u)) throw new GatehouseError('ERR_DIRECTORY_NAME_CLASH', { detail: `${username} is a local user` })
+    if (u === undefined) {
+      const rec: UserRecord = { username, uid: randomUUID(), role, passwordHash: DIRECTORY_HASH, mustChangePassword: false, generation: this.#now(), createdAt: this.#now() }
+      if (await this.#store.createUser(rec)) return rec
+      u = await this.#store.getUser(username) // created meanwhile (a parallel sign-in, or a local user)
+      if (u === undefined || !isDirectoryUser(u)) throw new GatehouseError('ERR_DIRECTORY_NAME_CLASH', { detail: `${username} was created meanwhile` })
+    }
+    if (u.role === role) return u
+    const generation = await this.#store.setRole(username, role)
+    if (generation === undefined) throw new GatehouseError('ERR_LOGIN_FAILED', { detail: 'directory user record deleted meanwhile' })
+    await this.#store.deleteSessionsOf(username, 'local')
+    return { ...u, role, generation }
+  }
+
+  /**
+   * A local user with the right password whose name is also a directory user: refused unless
+   * `localShadowsDirectory` (docs/directory.md). Checked after the password, so the answer
+   * reveals nothing to someone without it; a directory that cannot be asked lets the local
+   * user in (local users keep working while the directory is down) and says so in the log.
+   * Returns the check to run after the lockout slot is settled.
+   */
+  async #nameClash(username: string): Promise<(() => Promise<void>) | undefined> {
+    const dir = await this.#directory.current()
+    if (dir === undefined || dir.settings.localShadowsDirectory) return undefined
+    let other: DirectoryUser | undefined
+    try {
+      other = await dir.lookup(username)
+    } catch (e) {
+      this.#logger.warn({ user: username, detail: (e as GatehouseError).detail }, 'a local user signed in without the directory name-clash check: the directory cannot be reached')
+      return undefined
+    }
+    if (other === undefined) return undefined
+    return async () => {
+      throw new GatehouseError('ERR_DIRECTORY_NAME_CLASH', { detail: `${username} is both a local and a directory user` })
+    }
   }
 
   /**
@@ -287,7 +395,36 @@ export class LocalIssuer implements JwtVerifier {
     if (rec.expiresAt <= this.#now() || user === undefined || user.generation !== rec.generation || (await this.#store.isFamilyRevoked(rec.family))) {
       throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN', { detail: 'expired or revoked refresh token' })
     }
+    if (isDirectoryUser(user)) return this.#issue(await this.#recheck(user, rec, refreshToken, meta), rec.family)
     return this.#issue(user, rec.family)
+  }
+
+  /**
+   * A directory user's refresh asks the directory again (docs/directory.md): deleted, disabled
+   * (out of the user base or filter) or out of every role group ends the token family; a new
+   * role is taken over. While the directory cannot be asked the refresh token is put back
+   * unspent and the answer is 503, so the client may retry with it.
+   */
+  async #recheck(user: UserRecord, rec: RefreshRecord, refreshToken: string, meta: RequestMeta): Promise<UserRecord> {
+    const dir = await this.#directory.current()
+    let found: DirectoryUser | undefined
+    if (dir !== undefined) {
+      try {
+        found = await dir.lookup(user.username)
+        this.#directory.observe(true)
+      } catch (e) {
+        if ((e as GatehouseError).code !== 'ERR_DIRECTORY_UNAVAILABLE') throw e
+        this.#directory.observe(false, e as GatehouseError)
+        await this.#store.putRefresh(sha256(refreshToken), rec)
+        throw e
+      }
+    }
+    if (found?.role === undefined) {
+      await this.#store.revokeFamily(rec.family)
+      audit(this.#logger, { event: 'refresh.directory_refused', actor: undefined, target: user.username, ...meta, outcome: 'success', extra: { reason: dir === undefined ? 'directory disabled' : found === undefined ? 'not found' : 'no role group' } })
+      throw new GatehouseError('ERR_INVALID_REFRESH_TOKEN', { detail: 'the directory no longer grants this user a role' })
+    }
+    return this.#directoryRecord(user.username, found.role, user)
   }
 
   async #issue(user: UserRecord, family: string): Promise<TokenSet> {
@@ -323,6 +460,8 @@ export class LocalIssuer implements JwtVerifier {
   /** `POST /api/v2/users/tokens`: a long-lived token for the caller (`Infinity` allowed). */
   async generateToken(caller: Principal, lifetimeMs: number | undefined): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number | null }> {
     const user = await this.#requireUser(caller.user)
+    // SPEC §8: long-lived tokens are for local users; a directory user's access must end when the directory says so.
+    if (isDirectoryUser(user)) throw new GatehouseError('ERR_FORBIDDEN', { message: 'forbidden: long-lived tokens are for local users only; directory users sign in (gatehouse user login) and refresh' })
     const ms = lifetimeMs ?? this.#c.longLivedTokenLifetime
     const token = await this.#sign(user, 'long-lived', ms === Infinity ? INFINITE_MS : ms, undefined)
     return { access_token: token, token_type: 'Bearer', expires_in: ms === Infinity ? null : Math.round(ms / 1000) }
@@ -364,7 +503,7 @@ export class LocalIssuer implements JwtVerifier {
 
   async whoami(caller: Principal): Promise<Record<string, unknown>> {
     const u = await this.#requireUser(caller.user)
-    return { username: u.username, role: u.role, source: 'local', uid: u.uid, org_id: 0, org_name: 'Root' }
+    return { username: u.username, role: u.role, source: isDirectoryUser(u) ? 'ldap' : 'local', uid: u.uid, org_id: 0, org_name: 'Root' }
   }
 
   async listUsers(): Promise<Record<string, unknown>[]> {
@@ -374,6 +513,7 @@ export class LocalIssuer implements JwtVerifier {
         username: u.username,
         role: u.role,
         uid: u.uid,
+        source: isDirectoryUser(u) ? 'ldap' : 'local',
         password_change_required: u.mustChangePassword,
         locked: (await this.#store.lockState(u.username, now)).lockedUntil > now,
       })),
@@ -404,6 +544,7 @@ export class LocalIssuer implements JwtVerifier {
   async setRole(caller: Principal, username: string, role: unknown): Promise<Record<string, unknown>> {
     if (typeof role !== 'string' || !(ROLES as readonly string[]).includes(role)) throw new GatehouseError('ERR_BAD_REQUEST', { message: `role must be one of ${ROLES.join(', ')}` })
     if (username === caller.user) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'you cannot change your own role; another admin can' })
+    if ((await this.#store.getUser(username))?.passwordHash === DIRECTORY_HASH) throw new GatehouseError('ERR_BAD_REQUEST', { message: `${username} is a directory user: the role comes from the directory's groups (docs/directory.md)` })
     if ((await this.#store.setRole(username, role as Role)) === undefined) throw new GatehouseError('ERR_USER_NOT_FOUND')
     await this.#store.deleteSessionsOf(username, 'local')
     return { username, role }
@@ -414,6 +555,8 @@ export class LocalIssuer implements JwtVerifier {
     if (body.username !== undefined && typeof body.username !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'username must be a string (or left out for your own password)' })
     const target = typeof body.username === 'string' && body.username !== '' ? body.username : caller.user
     if (typeof body.new_password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'new_password is required: send {"old_password": "…", "new_password": "…"}' })
+    const existing = await this.#store.getUser(target)
+    if (existing !== undefined && isDirectoryUser(existing)) throw new GatehouseError('ERR_BAD_REQUEST', { message: `${target} is a directory user: the password is changed in the directory` })
     if (target === caller.user) {
       if (typeof body.old_password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'old_password is required to change your own password' })
       // No stored password is longer than the cap: refuse before the lockout slot and the hash.

@@ -110,7 +110,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const opened = opts.store === undefined ? await openStore(config.store, config.stateDir, logger, l.refreshTokenLifetime + l.accessTokenLifetime) : undefined
   const store: IssuerStore = opts.store ?? (opened as OpenedStore).store
   const trust = await OutboundTrust.open(store)
-  const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger) : undefined
+  const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger, { extraCa: () => trust.extraCa }) : undefined
   let oidc = await createOidc(config, logger, { trust })
   oidc.start()
   const verifiersOf = (o: OidcRuntime): Map<string, JwtVerifier> => {

@@ -22,6 +22,7 @@ const FLOORS: readonly (readonly string[])[] = [
   ['tls', 'upstream'],
   ['authz'],
   ['auth'],
+  ['directory'], // LDAP / Active Directory users: a source of principals for the issuer (config, errors below)
   ['issuer'],
   ['browser'], // browser sign-in on the data listener: /oauth2/*, OIDC code flow, session authentication
   ['pipeline'],
