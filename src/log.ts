@@ -43,8 +43,9 @@ export const REDACT_PATHS = [
 const ACCESS = Symbol('gatehouse.accessLogger')
 const FLUSH = Symbol('gatehouse.flush')
 const RECORD = Symbol('gatehouse.record')
+const AUDIT = Symbol('gatehouse.auditObserver')
 
-type Tagged = Logger & { [ACCESS]?: Logger; [FLUSH]?: () => void; [RECORD]?: (f: AccessFields) => void }
+type Tagged = Logger & { [ACCESS]?: Logger; [FLUSH]?: () => void; [RECORD]?: (f: AccessFields) => void; [AUDIT]?: (f: AuditFields) => void }
 
 /** The fields of one access line; only these are ever written for a request. */
 export interface AccessFields {
@@ -208,6 +209,7 @@ const AUDIT_MAX = 128
  * slipped into `extra` would still be censored; failures are `warn`, the rest `info`.
  */
 export function audit(logger: Logger, f: AuditFields): void {
+  ;(logger as Tagged)[AUDIT]?.(f)
   const line = {
     audit: true,
     event: f.event,
@@ -221,6 +223,15 @@ export function audit(logger: Logger, f: AuditFields): void {
   }
   if (f.outcome === 'failure' || f.event === 'account.locked' || f.event === 'refresh_token.reused' || f.event === 'login.address_blocked') logger.warn(line, 'audit')
   else logger.info(line, 'audit')
+}
+
+/**
+ * Call `fn` with every audit line written through `logger` (and its children, which inherit
+ * from it): the metrics count logins, lockouts and revocations here, in the one place every
+ * security event is recorded, whatever the log level.
+ */
+export function observeAudit(logger: Logger, fn: (f: AuditFields) => void): void {
+  ;(logger as Tagged)[AUDIT] = fn
 }
 
 function clip(s: string | undefined): string {

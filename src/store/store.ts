@@ -143,6 +143,15 @@ export interface StateStore {
   deleteSetting(key: string): Promise<void>
 }
 
+/** Every operation of `StateStore`, by name: the metrics time and count these (docs/metrics.md). */
+export const STATE_STORE_OPERATIONS = [
+  'getUser', 'listUsers', 'createUser', 'setPassword', 'setRole', 'bumpGeneration', 'deleteUser',
+  'putRefresh', 'useRefresh', 'revokeFamily', 'isFamilyRevoked',
+  'reserveAttempt', 'finishAttempt', 'lockState', 'clearLocks',
+  'putSession', 'getSession', 'touchSession', 'updateSessionOidc', 'deleteSession', 'deleteSessionsOf',
+  'getSetting', 'putSetting', 'deleteSetting',
+] as const satisfies readonly (keyof StateStore)[]
+
 /**
  * What the verified-token cache needs synchronously on every hit: a user's current token
  * generation and whether a token family was revoked. The embedded store reads its memory; a

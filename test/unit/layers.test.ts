@@ -15,6 +15,7 @@ const SRC = path.resolve(import.meta.dirname, '../../src')
 const FLOORS: readonly (readonly string[])[] = [
   ['errors.ts', 'logWriter.ts'],
   ['log.ts'],
+  ['metrics'], // counters the pipeline, auth, issuer and store add to; prom-client reads them at scrape time (docs/metrics.md)
   ['http'], // shared HTTP pieces: target parsing, header policy, error responses, hop-by-hop list
   ['store'],
   ['config'],
