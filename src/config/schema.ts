@@ -156,6 +156,11 @@ export const SCHEMA: Group = group('gatehouse configuration', {
     }),
     access: leaf('bool', true, 'Write one access line per request.'),
   }),
+  metrics: group('GET /metrics on the admin listener: Prometheus text format (docs/metrics.md). With workers: N, the sum over the workers.', {
+    enabled: leaf('bool', true, 'Count requests, authentication, logins, store operations and the process, and serve them at /metrics. Off: no counting at all on the request path, and /metrics is 404.', { env: [gh('GATEHOUSE_METRICS_ENABLED')] }),
+    bearerToken: leaf('string', undefined, 'When set, /metrics needs Authorization: Bearer <this token> (401 otherwise); at least 16 characters. Unset: /metrics is open to whoever reaches the admin listener.', { optional: true, secret: true, env: [gh('GATEHOUSE_METRICS_BEARER_TOKEN')] }),
+    bearerTokenFile: leaf('string', undefined, 'File holding the bearer token (a Kubernetes Secret); trailing newline ignored.', { optional: true, isPath: true, env: [gh('GATEHOUSE_METRICS_BEARER_TOKEN_FILE')] }),
+  }),
   trustedProxies: leaf('stringList', [], 'Peers (IPs or CIDRs) whose X-Forwarded-* headers are kept; others are stripped.'),
   upstream: group('Where requests go.', {
     url: leaf('string', 'echo:', 'Upstream base URL (http:// or https://), or echo: for the built-in echo upstream.', {

@@ -60,6 +60,8 @@ export interface Config {
     readonly maxStaleness: number
   }
   readonly log: { readonly level: LogLevel; readonly access: boolean }
+  /** `GET /metrics` (docs/metrics.md). */
+  readonly metrics: { readonly enabled: boolean; readonly bearerToken: string | undefined; readonly bearerTokenFile: string | undefined }
   /** Peers whose X-Forwarded-* headers are kept (IPs or CIDRs). */
   readonly trustedProxies: readonly string[]
   readonly upstream: {

@@ -57,6 +57,9 @@ export function validate(c: Config, sources: ReadonlyMap<string, Source>, proble
   // --- state store
   validateStore(c, add, warnings)
 
+  // --- metrics
+  validateMetrics(c, add)
+
   // --- authentication
   const a = c.authentication
   if (a.apikey.enabled) validateApiKeys(c, add)
@@ -275,6 +278,17 @@ function validateApiKeys(c: Config, add: Add): void {
   if (users.length > 1 && users.length !== total) {
     add('authentication.apikey.users', `length of users and keys must match, alternatively provide single user for all keys (${users.length} users, ${total} keys)`, 'give one user for all keys, or exactly one user per key in the same order')
   }
+}
+
+/** Shortest `metrics.bearerToken` accepted: a scrape token is a shared secret, not a password someone types. */
+const MIN_METRICS_TOKEN = 16
+
+function validateMetrics(c: Config, add: Add): void {
+  const m = c.metrics
+  if (m.bearerToken !== undefined && m.bearerTokenFile !== undefined) add('metrics.bearerTokenFile', 'both bearerToken and bearerTokenFile are set', 'keep one: GATEHOUSE_METRICS_BEARER_TOKEN or a file', JSON.stringify(m.bearerTokenFile))
+  if (m.bearerTokenFile !== undefined && !existsSync(m.bearerTokenFile)) add('metrics.bearerTokenFile', 'the file does not exist', 'give the path of a file holding the scrape token (a mounted Secret)', JSON.stringify(m.bearerTokenFile))
+  else if (m.bearerTokenFile !== undefined && readFileSync(m.bearerTokenFile, 'utf8').trim().length < MIN_METRICS_TOKEN) add('metrics.bearerTokenFile', `the token in the file is shorter than ${MIN_METRICS_TOKEN} characters`, 'put a random token in it, e.g. openssl rand -base64 32', JSON.stringify(m.bearerTokenFile))
+  if (m.bearerToken !== undefined && m.bearerToken.length < MIN_METRICS_TOKEN) add('metrics.bearerToken', `shorter than ${MIN_METRICS_TOKEN} characters`, 'use a random token, e.g. openssl rand -base64 32', '<redacted>')
 }
 
 /** A store URL as it may be shown: any password in it replaced (it is refused, never echoed). */

@@ -25,6 +25,7 @@ export const RESTART_ONLY: readonly string[] = [
   'upstream.grpcUrl',
   'http2',
   'grpcListener',
+  'metrics',
 ]
 
 /** The outcome of comparing the running configuration with a newly loaded one. */
