@@ -5,13 +5,17 @@
 // usable key in a shipped Secret, and no Service or NetworkPolicy path around gatehouse.
 
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parse, parseAllDocuments } from 'yaml'
+import { passwordProblem } from '../../src/config/passwordRules.ts'
+import { leafAt } from '../../src/config/schema.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const MANIFESTS = ['deploy/kubernetes/standalone.yaml', 'deploy/kubernetes/sidecar-weaviate.yaml'] as const
+// A directory is one manifest: every .yaml in it but the kustomization (its objects refer to each other).
+const MANIFESTS = ['deploy/kubernetes/standalone.yaml', 'deploy/kubernetes/sidecar-weaviate.yaml', 'deploy/kubernetes/replicas/'] as const
 
 const ADMIN_PORT = 14000
 const DATA_PORT = 8443
@@ -45,10 +49,17 @@ interface VolumeMount {
   subPath?: string
   readOnly?: boolean
 }
+interface EnvVar {
+  name: string
+  value?: string
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } }
+}
 interface Container {
   name: string
   image?: string
   args?: string[]
+  command?: string[]
+  env?: EnvVar[]
   ports?: { name?: string; containerPort: number }[]
   livenessProbe?: Probe
   readinessProbe?: Probe
@@ -67,6 +78,7 @@ interface Volume {
 }
 interface PodSpec {
   containers: Container[]
+  affinity?: { podAntiAffinity?: Record<string, unknown> }
   volumes?: Volume[]
   securityContext?: SecurityContext
   automountServiceAccountToken?: boolean
@@ -79,10 +91,15 @@ interface K8sObject {
   metadata?: { name?: string; namespace?: string }
   spec?: {
     replicas?: number
-    template?: { spec?: PodSpec }
-    selector?: Record<string, string>
+    template?: { metadata?: { labels?: Record<string, string> }; spec?: PodSpec }
+    selector?: Record<string, string> & { matchLabels?: Record<string, string> }
+    podSelector?: { matchLabels?: Record<string, string> }
     ports?: { name?: string; port: number; targetPort?: number | string }[]
-    ingress?: { ports?: { port?: number | string }[] }[]
+    ingress?: { from?: { podSelector?: { matchLabels?: Record<string, string> } }[]; ports?: { port?: number | string }[] }[]
+    minAvailable?: number | string
+    maxUnavailable?: number | string
+    volumeClaimTemplates?: { metadata?: { name?: string } }[]
+    endpoints?: { port?: string; path?: string; scheme?: string }[]
   }
   data?: Record<string, string>
   stringData?: Record<string, string>
@@ -93,18 +110,50 @@ interface Manifest {
   objects: K8sObject[]
 }
 
-/** Every document of a manifest file; a YAML error fails the test that loads it. */
+/** The YAML files of a manifest: the file, or every .yaml of the directory but kustomization.yaml. */
+function manifestFiles(file: string): string[] {
+  if (!statSync(ROOT + file).isDirectory()) return [file]
+  return readdirSync(ROOT + file)
+    .filter((n) => n.endsWith('.yaml') && n !== 'kustomization.yaml')
+    .sort()
+    .map((n) => `${file}${n}`)
+}
+
+/** Every document of a manifest (file or directory); a YAML error fails the test that loads it. */
 function loadManifest(file: string): Manifest {
-  const text = readFileSync(ROOT + file, 'utf8')
   const objects: K8sObject[] = []
-  for (const doc of parseAllDocuments(text)) {
-    assert.deepEqual(doc.errors.map(String), [], `${file}: YAML errors`)
-    const value: unknown = doc.toJS()
-    if (value === null || value === undefined) continue
-    objects.push(value as K8sObject)
+  for (const f of manifestFiles(file)) {
+    for (const doc of parseAllDocuments(readFileSync(ROOT + f, 'utf8'))) {
+      assert.deepEqual(doc.errors.map(String), [], `${f}: YAML errors`)
+      const value: unknown = doc.toJS()
+      if (value === null || value === undefined) continue
+      objects.push(value as K8sObject)
+    }
   }
   assert.ok(objects.length > 0, `${file}: no documents`)
   return { file, objects }
+}
+
+/** Whether every label of `selector` is on `labels` (an empty selector selects nothing here). */
+function selects(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
+  const entries = Object.entries(selector ?? {}).filter(([, v]) => typeof v === 'string')
+  return entries.length > 0 && entries.every(([k, v]) => labels?.[k] === v)
+}
+
+/** The pod labels of the workloads that run a gatehouse container. */
+function gatehousePodLabels(m: Manifest): Record<string, string>[] {
+  return m.objects
+    .filter((o) => o.spec?.template?.spec?.containers.some((c) => c.name === 'gatehouse') === true)
+    .map((o) => o.spec?.template?.metadata?.labels ?? {})
+}
+
+/** Secret keys that containers read through env valueFrom.secretKeyRef (passwords), as "secret/key". */
+function envSecretKeys(m: Manifest): Set<string> {
+  const out = new Set<string>()
+  for (const { pod } of podSpecs(m)) {
+    for (const c of pod.containers) for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef) out.add(`${e.valueFrom.secretKeyRef.name}/${e.valueFrom.secretKeyRef.key}`)
+  }
+  return out
 }
 
 function find(m: Manifest, kind: string, name: string): K8sObject {
@@ -263,12 +312,16 @@ for (const file of MANIFESTS) {
       }
       const secrets = m.objects.filter((o) => o.kind === 'Secret')
       assert.ok(secrets.length > 0, `${file}: no Secret`)
+      // Passwords read through env (secretKeyRef) are one line; their consumers refuse the
+      // placeholder (checked per manifest below). Key files are only comments.
+      const passwords = envSecretKeys(m)
       for (const s of secrets) {
         assert.equal(s.data, undefined, `Secret ${s.metadata?.name}: use stringData with a placeholder`)
-        const values = Object.values(s.stringData ?? {})
-        assert.ok(values.length > 0, `Secret ${s.metadata?.name}: empty`)
-        for (const value of values) {
+        const entries = Object.entries(s.stringData ?? {})
+        assert.ok(entries.length > 0, `Secret ${s.metadata?.name}: empty`)
+        for (const [k, value] of entries) {
           assert.match(value, /replace-me/, `Secret ${s.metadata?.name}: placeholder text`)
+          if (passwords.has(`${s.metadata?.name}/${k}`)) continue
           // Only comments: gatehouse refuses to start (no key) instead of accepting a key that
           // is printed in a public file.
           const keys = value.split('\n').filter((line) => line.trim() !== '' && !line.trim().startsWith('#'))
@@ -296,7 +349,11 @@ for (const file of MANIFESTS) {
           if (p.name) gatehousePorts.add(p.name)
         }
       }
-      const services = m.objects.filter((o) => o.kind === 'Service')
+      // Services and policies in front of gatehouse's pods; another workload's (the shared
+      // store's) are checked by their manifest's own tests.
+      const podLabels = gatehousePodLabels(m)
+      const frontsGatehouse = (sel: Record<string, string> | undefined): boolean => podLabels.some((l) => selects(sel, l))
+      const services = m.objects.filter((o) => o.kind === 'Service' && frontsGatehouse(o.spec?.selector))
       assert.ok(services.length > 0, `${file}: no Service`)
       for (const svc of services) {
         const ports = svc.spec?.ports ?? []
@@ -306,7 +363,7 @@ for (const file of MANIFESTS) {
           assert.ok(gatehousePorts.has(target), `Service ${svc.metadata?.name}: port ${target} bypasses gatehouse`)
         }
       }
-      for (const np of m.objects.filter((o) => o.kind === 'NetworkPolicy')) {
+      for (const np of m.objects.filter((o) => o.kind === 'NetworkPolicy' && frontsGatehouse(o.spec?.podSelector?.matchLabels))) {
         for (const rule of np.spec?.ingress ?? []) {
           assert.ok(rule.ports && rule.ports.length > 0, `NetworkPolicy ${np.metadata?.name}: a rule without ports allows every port`)
           for (const p of rule.ports) {
@@ -336,6 +393,136 @@ describe('deploy: sidecar-weaviate.yaml specifics', () => {
 
   it('a NetworkPolicy keeps Weaviate’s own ports closed', () => {
     assert.ok(m.objects.some((o) => o.kind === 'NetworkPolicy'), 'no NetworkPolicy')
+  })
+})
+
+describe('deploy: replicas/ (several replicas on a shared store)', () => {
+  const DIR = 'deploy/kubernetes/replicas/'
+  const m = loadManifest(DIR)
+  const deployment = find(m, 'Deployment', 'gatehouse')
+  const [entry] = gatehouseContainers(m)
+  assert.ok(entry)
+  const env = (c: Container, name: string): EnvVar | undefined => c.env?.find((e) => e.name === name)
+
+  it('kustomization.yaml lists every manifest of the folder but the ServiceMonitor, and every file parses', () => {
+    const k = parse(readFileSync(`${ROOT}${DIR}kustomization.yaml`, 'utf8')) as { kind: string; resources: string[] }
+    assert.equal(k.kind, 'Kustomization')
+    const files = manifestFiles(DIR).map((f) => f.slice(DIR.length))
+    assert.deepEqual([...k.resources].sort(), files.filter((f) => f !== 'servicemonitor.yaml'))
+    const kinds = new Set(m.objects.map((o) => o.kind))
+    for (const kind of ['ConfigMap', 'Secret', 'Deployment', 'Service', 'PodDisruptionBudget', 'StatefulSet', 'NetworkPolicy', 'ServiceMonitor']) assert.ok(kinds.has(kind), `no ${kind}`)
+  })
+
+  it('three gatehouse replicas, spread over nodes, behind a PodDisruptionBudget that keeps two', () => {
+    assert.equal(deployment.spec?.replicas, 3)
+    const labels = deployment.spec?.template?.metadata?.labels
+    assert.ok(selects(deployment.spec?.selector?.matchLabels, labels), 'the Deployment selects its pods')
+    assert.ok(entry.pod.affinity?.podAntiAffinity, 'podAntiAffinity')
+    assert.match(JSON.stringify(entry.pod.affinity.podAntiAffinity), /kubernetes\.io\/hostname/)
+    const pdbs = m.objects.filter((o) => o.kind === 'PodDisruptionBudget' && selects(o.spec?.selector?.matchLabels, labels))
+    assert.equal(pdbs.length, 1, 'one PodDisruptionBudget for the gatehouse pods')
+    const pdb = pdbs[0] as K8sObject
+    assert.ok(pdb.spec?.minAvailable === 2 || pdb.spec?.maxUnavailable === 1, 'the PDB lets at most one of three go')
+    assert.ok(entry.c.resources?.requests?.cpu && entry.c.resources.limits?.cpu, 'CPU request and limit')
+  })
+
+  it('the store: URL without a password, the password only from a Secret, never inline anywhere', () => {
+    const url = env(entry.c, 'GATEHOUSE_STORE_URL')?.value
+    assert.ok(url !== undefined, 'GATEHOUSE_STORE_URL')
+    const u = new URL(url)
+    assert.match(u.protocol, /^rediss?:$/)
+    assert.equal(u.password, '', 'no password in the URL')
+    const svc = find(m, 'Service', u.hostname)
+    assert.ok(svc.spec?.ports?.some((p) => p.port === Number(u.port || 6379)), 'the URL names the store Service and its port')
+    const pw = env(entry.c, 'GATEHOUSE_STORE_PASSWORD')
+    assert.equal(pw?.value, undefined, 'GATEHOUSE_STORE_PASSWORD must not be inline')
+    const ref = pw?.valueFrom?.secretKeyRef
+    assert.ok(ref, 'GATEHOUSE_STORE_PASSWORD from a Secret')
+    assert.equal(typeof find(m, 'Secret', ref.name).stringData?.[ref.key], 'string')
+    const config = mountedConfig(m, entry.pod, entry.c)
+    assert.equal(at(config, 'store.password'), undefined, 'no store password in the ConfigMap')
+    assert.equal(at(config, 'authentication.local.enabled'), true, 'local users on: the reason for the shared store')
+    // No container anywhere carries a password-like variable inline.
+    for (const { owner, pod } of podSpecs(m)) {
+      for (const c of pod.containers) {
+        for (const e of c.env ?? []) if (/PASSWORD|AUTH|SECRET|TOKEN/.test(e.name)) assert.equal(e.value, undefined, `${owner} ${c.name}: ${e.name} is inline`)
+      }
+    }
+    for (const cm of m.objects.filter((o) => o.kind === 'ConfigMap')) {
+      for (const text of Object.values(cm.data ?? {})) assert.doesNotMatch(text, /^\s*(requirepass|masterauth)\s+\S/m, `ConfigMap ${cm.metadata?.name}: a password in the config`)
+    }
+  })
+
+  it('the first admin comes from a Secret, and the shipped placeholder breaks the password rules (gatehouse exits 2)', () => {
+    const ref = env(entry.c, 'GATEHOUSE_ADMIN_PASSWORD')?.valueFrom?.secretKeyRef
+    assert.ok(ref, 'GATEHOUSE_ADMIN_PASSWORD from a Secret')
+    const value = find(m, 'Secret', ref.name).stringData?.[ref.key]
+    assert.equal(typeof value, 'string')
+    assert.notEqual(passwordProblem(value as string), undefined, 'the placeholder must not be a usable password')
+  })
+
+  it('Valkey: a StatefulSet with a volume, the append-only file, noeviction, and it refuses the placeholder password', () => {
+    const sts = find(m, 'StatefulSet', 'valkey')
+    assert.equal(sts.spec?.replicas, 1, 'one primary (Cluster is not supported)')
+    const pod = sts.spec?.template?.spec as PodSpec
+    const c = pod.containers[0] as Container
+    const data = mountAt(c, '/data')
+    assert.ok(sts.spec?.volumeClaimTemplates?.some((t) => t.metadata?.name === data.name), '/data on a PersistentVolumeClaim')
+    const confMount = mountAt(c, '/etc/valkey')
+    const conf = find(m, 'ConfigMap', volumeFor(pod, confMount).configMap?.name as string).data?.['valkey.conf'] ?? ''
+    assert.match(conf, /^appendonly yes$/m)
+    assert.match(conf, /^maxmemory-policy noeviction$/m)
+    assert.match(conf, /^include \/run\/valkey\/auth\.conf$/m)
+    assert.equal(volumeFor(pod, mountAt(c, '/run/valkey')).emptyDir !== undefined, true)
+    assert.ok(c.readinessProbe && c.livenessProbe, 'Valkey probes')
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true)
+    // The password reaches Valkey through the included file, from a Secret; the command's guard
+    // refuses the shipped placeholder (run here with sh, as the container would).
+    const ref = c.env?.find((e) => e.name === 'STORE_PASSWORD')?.valueFrom?.secretKeyRef
+    assert.ok(ref, 'STORE_PASSWORD from a Secret')
+    assert.deepEqual(ref, env(entry.c, 'GATEHOUSE_STORE_PASSWORD')?.valueFrom?.secretKeyRef, 'Valkey and gatehouse read the same Secret key')
+    const placeholder = find(m, 'Secret', ref.name).stringData?.[ref.key] as string
+    assert.equal(c.command?.slice(0, 2).join(' '), 'sh -c')
+    const script = c.command?.[2] as string
+    assert.doesNotMatch(script, /--requirepass/, 'never on the command line')
+    const r = spawnSync('sh', ['-c', script], { env: { PATH: process.env.PATH, STORE_PASSWORD: placeholder }, encoding: 'utf8' })
+    assert.equal(r.status, 1, 'the placeholder stops Valkey')
+    assert.match(r.stderr, /placeholder password/)
+    const empty = spawnSync('sh', ['-c', script], { env: { PATH: process.env.PATH, STORE_PASSWORD: '' }, encoding: 'utf8' })
+    assert.equal(empty.status, 1, 'an empty password stops Valkey')
+  })
+
+  it('only gatehouse pods reach Valkey', () => {
+    const np = m.objects.find((o) => o.kind === 'NetworkPolicy' && selects(o.spec?.podSelector?.matchLabels, find(m, 'StatefulSet', 'valkey').spec?.template?.metadata?.labels))
+    assert.ok(np, 'a NetworkPolicy for Valkey')
+    const rules = np.spec?.ingress ?? []
+    assert.ok(rules.length > 0)
+    for (const rule of rules) {
+      assert.ok((rule.from ?? []).length > 0 && (rule.from ?? []).every((f) => gatehousePodLabels(m).some((l) => selects(f.podSelector?.matchLabels, l))), 'from gatehouse pods only')
+      assert.deepEqual(rule.ports?.map((p) => p.port), [6379])
+    }
+  })
+
+  it('the ServiceMonitor scrapes /metrics on the admin port (14000) of the gatehouse Service', () => {
+    const sm = find(m, 'ServiceMonitor', 'gatehouse')
+    const svc = m.objects.find((o) => o.kind === 'Service' && selects(sm.spec?.selector?.matchLabels, o.metadata && (o as { metadata: { labels?: Record<string, string> } }).metadata.labels))
+    assert.ok(svc, 'the ServiceMonitor selects a Service')
+    const ep = sm.spec?.endpoints?.[0]
+    assert.equal(ep?.path, '/metrics')
+    assert.equal(ep?.scheme, 'https')
+    assert.equal(svc.spec?.ports?.find((p) => p.name === ep?.port)?.port, ADMIN_PORT)
+  })
+
+  it('every key of the ConfigMap’s proxy.yaml is a configuration key', () => {
+    const config = mountedConfig(m, entry.pod, entry.c)
+    const bad: string[] = []
+    const walk = (o: unknown, prefix: string): void => {
+      if (o !== null && typeof o === 'object' && !Array.isArray(o) && leafAt(prefix) === undefined) {
+        for (const [k, v] of Object.entries(o)) walk(v, prefix === '' ? k : `${prefix}.${k}`)
+      } else if (leafAt(prefix) === undefined) bad.push(prefix)
+    }
+    walk(config, '')
+    assert.deepEqual(bad, [])
   })
 })
 
