@@ -18,6 +18,7 @@ import { readKeysFile } from './config/keys.ts'
 import type { Config, SecretRef } from './config/types.ts'
 import { trustedProxyList } from './config/validate.ts'
 import type { Runtime } from './pipeline/runtime.ts'
+import type { Metrics } from './metrics/metrics.ts'
 import { anonymousEnabled } from './config/anonymous.ts'
 import { BrowserLogin } from './browser/login.ts'
 import { ProviderClient } from './browser/provider.ts'
@@ -29,7 +30,7 @@ export type { Runtime } from './pipeline/runtime.ts'
 export { anonymousEnabled }
 
 /** Compile the request-time objects (no forwarder; see `createForwarder`). */
-export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifier> = new Map(), previous?: Runtime): Runtime {
+export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifier> = new Map(), previous?: Runtime, metrics?: Metrics): Runtime {
   const a = c.authentication
   const methodNames: string[] = []
   if (a.apikey.enabled) methodNames.push('API-keys')
@@ -42,7 +43,7 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
   }
   const anon = anonymousEnabled(c)
   const tc = c.authentication.tokenCache
-  const tokenCache = extraVerifiers.size > 0 && tc.maxEntries > 0 && tc.maxTtl > 0 ? new TokenCache({ maxEntries: tc.maxEntries, maxTtlMs: tc.maxTtl }) : undefined
+  const tokenCache = extraVerifiers.size > 0 && tc.maxEntries > 0 && tc.maxTtl > 0 ? new TokenCache({ maxEntries: tc.maxEntries, maxTtlMs: tc.maxTtl, counts: metrics?.tokenCache }) : undefined
   const profile = profileFor(c.upstream.profile)
   const ih = c.identityHeaders
   const fixed = Object.entries(c.upstream.headers).map(([k, ref]) => [k, resolveSecret(ref)] as const)
@@ -76,7 +77,7 @@ export function compile(c: Config, extraVerifiers: ReadonlyMap<string, JwtVerifi
     ? undefined
     : previous?.throttle !== undefined && JSON.stringify(previous.config.authentication.failureThrottle) === JSON.stringify(ft)
       ? previous.throttle
-      : new FailureThrottle({ maxFailures: ft.maxFailures, windowMs: ft.window, blockMs: ft.blockDuration, maxAddresses: ft.maxAddresses })
+      : new FailureThrottle({ maxFailures: ft.maxFailures, windowMs: ft.window, blockMs: ft.blockDuration, maxAddresses: ft.maxAddresses, counts: metrics?.credentialThrottle })
   return Object.freeze({
     config: c,
     browser: compileBrowserLogin(c, extraVerifiers),

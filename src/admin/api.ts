@@ -7,7 +7,7 @@
  * multipart bodies, never application/json) and must arrive whole within `admin.bodyTimeout`.
  * Every security-relevant route writes one audit line (log.ts `audit`) whatever its outcome.
  */
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { jwtShape } from '../auth/jwtShape.ts'
 import { clientKey } from '../auth/throttle.ts'
@@ -42,6 +42,16 @@ export interface AdminDeps {
   readonly store?: IssuerStore
   /** The listeners' URLs, filled in once they are bound (the console's status page shows them). */
   readonly urls?: { data?: string | undefined; admin?: string | undefined; grpc?: string | undefined }
+  /** `GET /metrics` (docs/metrics.md); undefined when `metrics.enabled` is false (404). */
+  readonly metrics?: MetricsEndpoint | undefined
+}
+
+/** What `/metrics` serves: the Prometheus text (this process, or the workers' sum) and its guard. */
+export interface MetricsEndpoint {
+  /** When set, a scrape needs `Authorization: Bearer <token>` (compared in constant time). */
+  readonly bearerToken: string | undefined
+  readonly contentType: string
+  text(): Promise<string>
 }
 
 type Access = 'public' | 'user' | 'reader' | 'admin' | 'password'
@@ -72,7 +82,7 @@ interface Route {
   readonly access: Access
   /** Needs local users enabled. */
   readonly local: boolean
-  run(ctx: Ctx, d: AdminDeps): Promise<{ status?: number; data?: unknown; raw?: unknown; headers?: Record<string, string> }>
+  run(ctx: Ctx, d: AdminDeps): Promise<{ status?: number; data?: unknown; raw?: unknown; headers?: Record<string, string>; text?: string }>
   readonly audit?: RouteAudit
 }
 
@@ -131,6 +141,15 @@ const ROUTES: Route[] = [
   {
     method: 'GET', path: /^\/api\/v2\/security\/defaultTokensExpiry$/, access: 'public', local: true,
     run: async (_c, d) => ({ data: { access_token_expiry: Math.round(d.tokenLifetimes.accessMs / 1000), refresh_token_expiry: Math.round(d.tokenLifetimes.refreshMs / 1000) } }),
+  },
+  {
+    // Prometheus text format; the scrape token (when set) is not a user's token: no role applies.
+    method: 'GET', path: /^\/metrics$/, access: 'public', local: false,
+    run: async (c, d) => {
+      const m = need(d.metrics, 'metrics (metrics.enabled)')
+      checkScrapeToken(c.req, m.bearerToken)
+      return { text: await m.text(), headers: { 'content-type': m.contentType } }
+    },
   },
   { method: 'GET', path: /^\/api\/v2\/security\/banner$/, access: 'public', local: true, run: async (_c, d) => ({ data: await iss(d).banner() }) },
   {
@@ -368,7 +387,8 @@ export function createAdminHandler(d: AdminDeps): (req: IncomingMessage, res: Se
         }
         const out = await r.run(c, d)
         auditOnce('success')
-        send(res, out.status ?? 200, out.raw ?? { data: out.data }, req.method === 'HEAD', { ...out.headers, 'x-request-id': requestId })
+        if (out.text !== undefined) sendText(res, out.status ?? 200, out.text, req.method === 'HEAD', { ...out.headers, 'x-request-id': requestId })
+        else send(res, out.status ?? 200, out.raw ?? { data: out.data }, req.method === 'HEAD', { ...out.headers, 'x-request-id': requestId })
         return
       }
       throw new GatehouseError(pathMatched ? 'ERR_METHOD_NOT_ALLOWED' : 'ERR_NOT_FOUND')
@@ -457,6 +477,22 @@ function parseJsonObject(buf: Buffer): Record<string, unknown> {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new GatehouseError('ERR_BAD_REQUEST', { message: 'the body must be a JSON object ({…}), not an array, string or number' })
   return v as Record<string, unknown>
+}
+
+/**
+ * `/metrics` with `metrics.bearerToken`: 401 without the token or with another one. Both sides
+ * are hashed first, so the comparison is constant-time whatever the lengths.
+ */
+function checkScrapeToken(req: IncomingMessage, token: string | undefined): void {
+  if (token === undefined) return
+  const m = /^bearer +(\S+)$/i.exec(req.headers.authorization ?? '')
+  if (m === null) throw new GatehouseError('ERR_UNAUTHENTICATED', { message: 'the metrics need a token: send Authorization: Bearer <metrics.bearerToken>' })
+  if (!timingSafeEqual(createHash('sha256').update(m[1] as string).digest(), createHash('sha256').update(token).digest())) throw new GatehouseError('ERR_INVALID_TOKEN', { message: 'unauthorized: not the metrics token' })
+}
+
+function sendText(res: ServerResponse, status: number, text: string, head: boolean, headers: Record<string, string>): void {
+  res.writeHead(status, { 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text), ...headers })
+  res.end(head ? undefined : text)
 }
 
 function send(res: ServerResponse, status: number, body: unknown, head: boolean, headers: Record<string, string> = {}): void {

@@ -121,6 +121,7 @@ export class Authenticator {
     }
     const shape = jwtShape(cred.token)
     if (shape !== undefined) {
+      cache?.miss()
       const iss = shape.payload.iss
       const verifier = typeof iss === 'string' ? this.#o.jwtVerifiers.get(iss) : undefined
       if (verifier === undefined) throw new GatehouseError('ERR_UNKNOWN_ISSUER', { detail: typeof iss === 'string' ? 'iss not configured' : 'no iss claim' })

@@ -24,11 +24,14 @@
 import { isIPv6, type BlockList } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { GatehouseError } from '../errors.ts'
+import type { BlockCounts } from '../metrics/metrics.ts'
 
 export interface ThrottleOptions {
   readonly maxFailures: number
   readonly windowMs: number
   readonly blockMs: number
+  /** Counts addresses that become blocked (metrics); undefined when metrics are off. */
+  readonly counts?: BlockCounts | undefined
   readonly maxAddresses: number
   /** Proven API-key digests kept per address (oldest dropped first). Default 32. */
   readonly maxProvenPerAddress?: number
@@ -103,7 +106,10 @@ export class FailureThrottle {
       if (e.blockedUntil <= now) e.blockedUntil = 0
     }
     e.failures++
-    if (e.failures >= this.#o.maxFailures) e.blockedUntil = Math.max(e.blockedUntil, now + this.#o.blockMs)
+    if (e.failures >= this.#o.maxFailures) {
+      if (e.blockedUntil <= now && this.#o.counts !== undefined) this.#o.counts.blocks++
+      e.blockedUntil = Math.max(e.blockedUntil, now + this.#o.blockMs)
+    }
   }
 
   /**

@@ -11,6 +11,7 @@
 import { hash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { Principal } from '../http/principal.ts'
+import type { CacheCounts } from '../metrics/metrics.ts'
 
 interface Entry {
   readonly principal: Principal
@@ -24,6 +25,8 @@ export interface TokenCacheOptions {
   readonly maxEntries: number
   readonly maxTtlMs: number
   readonly now?: () => number
+  /** Hit and miss counters (metrics); undefined when metrics are off. */
+  readonly counts?: CacheCounts | undefined
 }
 
 /**
@@ -39,8 +42,10 @@ export class TokenCache {
   readonly #lru: LRUCache<string, Entry>
   readonly #now: () => number
   readonly #maxTtl: number
+  readonly #counts: CacheCounts | undefined
 
   constructor(o: TokenCacheOptions) {
+    this.#counts = o.counts
     this.#lru = new LRUCache({ max: Math.max(1, o.maxEntries) })
     this.#now = o.now ?? Date.now
     this.#maxTtl = o.maxTtlMs
@@ -59,7 +64,16 @@ export class TokenCache {
       this.#lru.delete(key)
       return undefined
     }
+    if (this.#counts !== undefined) this.#counts.hits++
     return e.principal
+  }
+
+  /**
+   * Count a JWT that `get` did not answer (metrics). Called by the router once the token is
+   * known to be a JWT: API keys share the look-up but are never cached, so they are no misses.
+   */
+  miss(): void {
+    if (this.#counts !== undefined) this.#counts.misses++
   }
 
   /** Remember a verified token until min(exp, now + maxTtl). */

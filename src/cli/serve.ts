@@ -18,6 +18,7 @@ import { startServer, type RunningServer } from '../server/serve.ts'
 import { ensureSelfSignedCertificate } from '../tls/selfsigned.ts'
 import { FileStore } from '../store/fileStore.ts'
 import { IpcStore, serveStore } from '../store/ipcStore.ts'
+import { serveClusterMetrics } from '../metrics/cluster.ts'
 import { openStore } from '../store/open.ts'
 import { GatehouseError } from '../errors.ts'
 import { loadOrReport } from './io.ts'
@@ -47,7 +48,7 @@ export async function serve(configPath: string | undefined): Promise<number> {
   const store = cluster.isWorker && c.store.url === 'file:' ? await IpcStore.connect() : undefined
   let server
   try {
-    server = await startServer(c, logger, { store })
+    server = await startServer(c, logger, { store, clusterMetrics: cluster.isWorker })
   } catch (e) {
     const err = e as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
@@ -186,7 +187,13 @@ async function runPrimary(c: Config, n: number, logger: Logger, earlyHup: () => 
     }
   }
   let stopping = false
-  const fork = (): void => attach(cluster.fork())
+  // /metrics on any worker answers the sum over all workers, gathered here (docs/metrics.md).
+  const metrics = c.metrics.enabled ? serveClusterMetrics() : undefined
+  const fork = (): void => {
+    const w = cluster.fork()
+    attach(w)
+    metrics?.(w)
+  }
   cluster.on('exit', (w, code, signal) => {
     if (stopping) return
     logger.warn({ worker: w.id, code, signal }, 'a worker exited; starting another')

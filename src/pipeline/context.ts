@@ -23,6 +23,8 @@ export interface RequestContext {
   /** Reason code of the error answer, if any. */
   reason: ErrorCode | undefined
   upstreamStatus: number | undefined
+  /** How long the upstream exchange took (ms), measured only when metrics are on. */
+  upstreamMs: number | undefined
   /** Log-only detail of an error. */
   detail: string | undefined
   /** Set by the forwarder: aborts the upstream exchange when the client goes away. */

@@ -16,6 +16,7 @@ import type { Principal } from '../http/principal.ts'
 import type { Runtime } from './runtime.ts'
 import { GatehouseError, type ErrorCode } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
+import { grpcStatusClass, PROTOCOL, type Metrics } from '../metrics/metrics.ts'
 import { clientKey } from '../auth/throttle.ts'
 import type { GrpcUpstream } from '../upstream/grpc.ts'
 import { authenticate } from './authenticate.ts'
@@ -76,6 +77,8 @@ export interface GrpcDeps {
   readonly live: () => { readonly runtime: Runtime; readonly grpc: GrpcUpstream | undefined }
   readonly logger: Logger
   readonly state: ServeState
+  /** Counted where the access line is written; undefined when metrics are off. */
+  readonly metrics?: Metrics | undefined
 }
 
 /** One gRPC call as it arrives: the server stream, its headers, the body to read and the peer. */
@@ -93,7 +96,7 @@ const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connecti
 
 /** Build the gRPC call handler. */
 export function createGrpcHandler(deps: GrpcDeps): (call: GrpcCall) => void {
-  const { logger, state } = deps
+  const { logger, state, metrics } = deps
 
   return (call) => {
     const { runtime: rt, grpc } = deps.live()
@@ -109,11 +112,15 @@ export function createGrpcHandler(deps: GrpcDeps): (call: GrpcCall) => void {
     let reason: ErrorCode | undefined
     let detail: string | undefined
     let upstreamSeen = false
+    let upstreamMs: number | undefined
     let cancelUpstream: (() => void) | undefined
     state.inflight++
     stream.once('close', () => {
       state.inflight--
       cancelUpstream?.()
+      if (metrics !== undefined) {
+        metrics.record(PROTOCOL.grpc, grpcStatusClass(grpcStatus), principal?.method, reason, principal !== undefined, false, rt.config.upstream.profile, Number(process.hrtime.bigint() - start) / 1e9, upstreamMs === undefined ? undefined : upstreamMs / 1e3)
+      }
       if (!rt.config.log.access) return
       writeAccess(logger, {
         requestId,
@@ -176,13 +183,17 @@ export function createGrpcHandler(deps: GrpcDeps): (call: GrpcCall) => void {
       out[':authority'] = rt.headers.preserveHost && typeof headers[':authority'] === 'string' ? headers[':authority'] : grpc.authority
       // `te: trailers` is hop-by-hop in HTTP/1.1 but required by gRPC servers (it was stripped above).
       out.te = 'trailers'
+      const sent = metrics === undefined ? 0 : performance.now()
       relay(call, grpc, out, requestId, {
         onUpstream: (cancel) => {
           cancelUpstream = cancel
         },
         onStatus: (s, fromUpstream) => {
           grpcStatus = s
-          if (fromUpstream) upstreamSeen = true
+          if (fromUpstream) {
+            upstreamSeen = true
+            if (metrics !== undefined) upstreamMs = performance.now() - sent
+          }
         },
         onError: (e) => {
           reason = e.code

@@ -15,6 +15,7 @@ import type { Classification } from '../authz/profiles.ts'
 import type { Runtime } from './runtime.ts'
 import { GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
+import { PROTOCOL, type Metrics } from '../metrics/metrics.ts'
 import type { IssuerStore } from '../store/store.ts'
 import type { LocalIssuer } from '../issuer/localIssuer.ts'
 import { requestHasBody, type Forwarder } from '../upstream/forward.ts'
@@ -52,6 +53,8 @@ export interface HandlerDeps {
   readonly store?: IssuerStore
   /** The local issuer, when local users are enabled (their browser sign-in). */
   readonly issuer?: LocalIssuer
+  /** Counted where the access line is written; undefined when metrics are off (nothing is counted). */
+  readonly metrics?: Metrics | undefined
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
@@ -61,7 +64,7 @@ const ROUTED: unique symbol = Symbol('routed')
 
 /** Build the request handler for the data listener. */
 export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { live, logger, state } = deps
+  const { live, logger, state, metrics } = deps
   const services: SessionServices | undefined = deps.store === undefined ? undefined : { store: deps.store, issuer: deps.issuer, logger }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -81,6 +84,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       principal: undefined,
       reason: undefined,
       upstreamStatus: undefined,
+      upstreamMs: undefined,
       detail: undefined,
       abortUpstream: undefined,
     }
@@ -91,6 +95,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     res.on('close', () => {
       state.inflight--
       ctx.abortUpstream?.()
+      if (metrics !== undefined) countRequest(metrics, ctx, rt)
       if (accessLog) logAccess(logger, ctx, clientKey(peer, req.headers['x-forwarded-for'], rt.trustedProxies))
     })
     // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its sessions get GOAWAY on stop().
@@ -200,6 +205,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
       // answers it for any caller, and a verified credential on it changes nothing.
       const headers = upstreamHeaders(req, rt.headers, { principal: forwardedIdentity(ctx.classification as Classification, principal), requestId: ctx.requestId, proto: rt.proto })
       // 8 · forward
+      const sent = metrics === undefined ? 0 : performance.now()
       forwarder.forward(req, res, ctx.path as string, ctx.query, headers, {
         requestId: ctx.requestId,
         onAbortable: (abort) => {
@@ -207,6 +213,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
         },
         done: (status) => {
           ctx.upstreamStatus = status
+          if (metrics !== undefined) ctx.upstreamMs = performance.now() - sent
         },
         // Not answered twice: a body timeout (408) sets its reason, then aborts the exchange.
         fail: (err) => {
@@ -313,6 +320,15 @@ function guardBody(ctx: RequestContext, ms: number): void {
   }
   req.once('end', clear)
   res.once('close', clear)
+}
+
+/** The metrics of one request, from the same context the access line reads (docs/metrics.md). */
+function countRequest(metrics: Metrics, ctx: RequestContext, rt: Runtime): void {
+  const { req, res } = ctx
+  // A request that reached no classification but has a path was one of gatehouse's own routes.
+  const own = ctx.classification === undefined && ctx.path !== undefined && ctx.reason === undefined
+  const upstream = ctx.upstreamMs === undefined ? undefined : ctx.upstreamMs / 1e3
+  metrics.request(req.httpVersionMajor >= 2 ? PROTOCOL.h2 : PROTOCOL.http1, res.headersSent ? res.statusCode : 0, ctx.principal?.method, ctx.reason, ctx.principal !== undefined, own, rt.config.upstream.profile, Number(process.hrtime.bigint() - ctx.start) / 1e9, upstream)
 }
 
 function logAccess(logger: Logger, ctx: RequestContext, client: string): void {

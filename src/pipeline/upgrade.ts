@@ -24,6 +24,7 @@ import type { Principal } from '../http/principal.ts'
 import type { Runtime } from './runtime.ts'
 import { errorBody, GatehouseError } from '../errors.ts'
 import { writeAccess, type Logger } from '../log.ts'
+import { PROTOCOL, type Metrics } from '../metrics/metrics.ts'
 import { clientKey } from '../auth/throttle.ts'
 import { requestHasBody, translate } from '../upstream/forward.ts'
 import { HOP_BY_HOP } from '../http/hop.ts'
@@ -46,6 +47,8 @@ export interface UpgradeDeps {
   /** The ordinary request handler, for upgrades that are not WebSocket. */
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void
   readonly trust?: OutboundTrust | undefined
+  /** Counted where the access line is written; undefined when metrics are off. */
+  readonly metrics?: Metrics | undefined
 }
 
 export interface UpgradeHandler {
@@ -63,7 +66,7 @@ export function websocketAccept(key: string): string {
 
 /** Build the upgrade handler. */
 export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
-  const { logger, state } = deps
+  const { logger, state, metrics } = deps
   const tunnels = new Set<Duplex>()
   let caCache: { file: string | undefined; extra: string | undefined; ca: string[] | undefined } | undefined
 
@@ -95,12 +98,16 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     let reason: string | undefined
     let detail: string | undefined
     let upstreamStatus: number | undefined
+    let upstreamMs: number | undefined
     let hadCredential = false
     state.inflight++
     socket.on('error', () => socket.destroy())
     socket.once('close', () => {
       state.inflight--
       tunnels.delete(socket)
+      if (metrics !== undefined) {
+        metrics.request(PROTOCOL.websocket, status, principal?.method, reason, principal !== undefined, false, rt.config.upstream.profile, Number(process.hrtime.bigint() - start) / 1e9, upstreamMs === undefined ? undefined : upstreamMs / 1e3)
+      }
       if (!rt.config.log.access) return
       writeAccess(logger, {
         requestId,
@@ -163,6 +170,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
       const isTls = base.protocol === 'https:'
       const ca = isTls ? caFor(rt) : undefined
       const t = rt.config.upstream.timeouts
+      const sent = metrics === undefined ? 0 : performance.now()
       const upReq = (isTls ? https : http).request({
         protocol: base.protocol,
         hostname: base.hostname.replace(/^\[|\]$/g, ''),
@@ -191,6 +199,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         clearTimeout(headersTimer)
         socket.off('close', abortUp)
         upstreamStatus = res.statusCode
+        if (metrics !== undefined) upstreamMs = performance.now() - sent
         status = res.statusCode ?? 502
         relayPlain(res, socket, requestId)
       })
@@ -198,6 +207,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         clearTimeout(headersTimer)
         socket.off('close', abortUp)
         upstreamStatus = res.statusCode
+        if (metrics !== undefined) upstreamMs = performance.now() - sent
         const key = String(req.headers['sec-websocket-key'] ?? '')
         const confirmed = res.statusCode === 101 && String(res.headers.upgrade ?? '').toLowerCase() === 'websocket' && res.headers['sec-websocket-accept'] === websocketAccept(key)
         if (!confirmed || socket.destroyed) {

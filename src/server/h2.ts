@@ -39,6 +39,8 @@ export interface H2Sessions {
   readonly server: Http2Server | Http2SecureServer
   /** Sessions currently open. */
   readonly sessions: ReadonlySet<ServerHttp2Session>
+  /** Streams open now (the metrics read it at scrape time). */
+  readonly streams: { readonly open: number }
   /** Send GOAWAY to every session: no new streams, streams in flight finish. */
   drain(): void
   /** Close every session now. */
@@ -58,10 +60,11 @@ function sessionOptions(l: Http2Limits): http2.ServerOptions {
 
 function track(server: Http2Server | Http2SecureServer, l: Http2Limits, logger: Logger): H2Sessions {
   const sessions = new Set<ServerHttp2Session>()
+  const streams = { open: 0 }
   server.on('session', (s: ServerHttp2Session) => {
     sessions.add(s)
     s.once('close', () => sessions.delete(s))
-    guardResets(s, l, logger)
+    guardResets(s, l, logger, streams)
     // Idle connections are closed gracefully (GOAWAY: streams in flight finish; a client opens a
     // new connection when it needs one), so idle h2 clients cannot pile up file descriptors.
     s.setTimeout(l.idleTimeout, () => {
@@ -71,6 +74,7 @@ function track(server: Http2Server | Http2SecureServer, l: Http2Limits, logger: 
   return {
     server,
     sessions,
+    streams,
     drain() {
       for (const s of sessions) if (!s.closed) s.close()
     },
@@ -85,12 +89,15 @@ function track(server: Http2Server | Http2SecureServer, l: Http2Limits, logger: 
  * starts work for requests nobody waits for, without ever hitting the concurrency limit. Count
  * the streams of a session that end with a reset; past the budget, GOAWAY ENHANCE_YOUR_CALM.
  */
-function guardResets(session: ServerHttp2Session, l: Http2Limits, logger: Logger): void {
+function guardResets(session: ServerHttp2Session, l: Http2Limits, logger: Logger, streams: { open: number }): void {
   let windowStart = Date.now()
   let resets = 0
   let tripped = false
   session.on('stream', (stream) => {
+    // Open streams, for the metrics: counted in this listener, which every stream runs anyway.
+    streams.open++
     stream.once('close', () => {
+      streams.open--
       if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || session.destroyed || tripped) return
       const now = Date.now()
       if (now - windowStart > l.resetWindow) {

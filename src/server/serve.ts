@@ -32,6 +32,14 @@ import { createUpgradeHandler } from '../pipeline/upgrade.ts'
 import { createGrpcUpstream } from '../upstream/grpc.ts'
 import { createDataH2, createGrpcListener, routeAlpn, routeH2c, type H2Sessions } from './h2.ts'
 import { overflowInRequestLine, requestLineProblem, trackRequestLines } from './requestLine.ts'
+// Metrics (docs/metrics.md)
+import { observeAudit } from '../log.ts'
+import { Metrics } from '../metrics/metrics.ts'
+import { instrumentStore } from '../metrics/store.ts'
+import { joinClusterMetrics } from '../metrics/cluster.ts'
+import { STATE_STORE_OPERATIONS } from '../store/store.ts'
+import { resolveSecret } from '../compose.ts'
+import type { MetricsEndpoint } from '../admin/api.ts'
 
 /** A running gatehouse. */
 export interface RunningServer {
@@ -95,6 +103,8 @@ export interface StartOptions {
   readonly store?: IssuerStore
   /** How a reload loads the configuration again (default: the same file, process.env). */
   readonly load?: LoadOptions
+  /** A worker of `workers: N`: `/metrics` answers the primary's sum over every worker. */
+  readonly clusterMetrics?: boolean
 }
 
 /** Start both listeners with a validated config. */
@@ -105,23 +115,27 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     writeNewKeysFile(k.allowedKeysFile)
     logger.info({ file: k.allowedKeysFile }, 'generated an API key (generateIfMissing); it is the last line of this file')
   }
+  // Counted only when enabled: with metrics off, nothing on the request path counts anything.
+  const metrics = config.metrics.enabled ? new Metrics({ storeBackend: config.store.url === 'file:' ? 'file' : 'redis', storeOps: STATE_STORE_OPERATIONS }) : undefined
+  if (metrics !== undefined) observeAudit(logger, (f) => metrics.audit(f.event, f.outcome, f.reason, f.extra))
   // store.url picks the store (file: in stateDir, or a shared Redis); a worker's IPC store is given.
   const l = config.authentication.local
   const opened = opts.store === undefined ? await openStore(config.store, config.stateDir, logger, l.refreshTokenLifetime + l.accessTokenLifetime) : undefined
-  const store: IssuerStore = opts.store ?? (opened as OpenedStore).store
+  const store: IssuerStore = withStoreMetrics(opts.store ?? (opened as OpenedStore).store, metrics)
   const trust = await OutboundTrust.open(store)
   const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger, { extraCa: () => trust.extraCa }) : undefined
-  let oidc = await createOidc(config, logger, { trust })
+  const jwksCounts = metrics === undefined ? undefined : (issuer: string) => metrics.jwksCounts(issuer)
+  let oidc = await createOidc(config, logger, { trust, counts: jwksCounts })
   oidc.start()
   const verifiersOf = (o: OidcRuntime): Map<string, JwtVerifier> => {
     const v = new Map<string, JwtVerifier>(o.verifiers)
     if (issuer !== undefined) v.set(issuer.iss, issuer)
     return v
   }
-  const live: { current: Live } = { current: { runtime: compile(config, verifiersOf(oidc)), forwarder: createForwarder(config, trust) } }
+  const live: { current: Live } = { current: { runtime: compile(config, verifiersOf(oidc), undefined, metrics), forwarder: createForwarder(config, trust) } }
   const state: ServeState = { draining: false, inflight: 0 }
   const readiness: Readiness = { listeners: false, state: false, issuers: () => oidc.status(), ...(opened === undefined ? {} : { store: () => opened.health() }) }
-  const handler = createHandler({ live, logger, state, store, issuer })
+  const handler = createHandler({ live, logger, state, store, issuer, metrics })
   const h1Handler = checkRequestLine(handler)
   const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined
   // Filled in once the listeners are bound (the web console's status page shows them).
@@ -138,6 +152,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     live,
     store,
     urls,
+    metrics: metricsEndpoint(config, metrics, opts.clusterMetrics === true),
   })
 
   let data: http.Server
@@ -177,7 +192,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const grpcUpstream = config.upstream.grpcUrl === undefined || config.upstream.grpcUrl === '' ? undefined : createGrpcUpstream({ url: config.upstream.grpcUrl, caFile: config.upstream.caFile, trust, connectTimeout: config.upstream.timeouts.connect })
   // Read at request time: a reload swaps live.current (grpcUrl itself is bound at start).
   const h2Live = (): Live & { grpc: typeof grpcUpstream } => ({ ...live.current, grpc: grpcUpstream })
-  const onGrpc = createGrpcHandler({ live: h2Live, logger, state })
+  const onGrpc = createGrpcHandler({ live: h2Live, logger, state, metrics })
   const h2Servers: H2Sessions[] = []
   if (config.http2.enabled) {
     const h2 = createDataH2(certs !== undefined, config.http2, handler, onGrpc, logger)
@@ -185,7 +200,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     if (certs !== undefined) routeAlpn(data as https.Server, h2)
     else routeH2c(data, h2, config.listen.timeouts.headers)
   }
-  const upgrades = createUpgradeHandler({ live: h2Live, logger, state, handler, trust })
+  const upgrades = createUpgradeHandler({ live: h2Live, logger, state, handler, trust, metrics })
   data.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const problem = requestLineProblem(req)
     if (problem === undefined) return upgrades.onUpgrade(req, socket, head)
@@ -230,6 +245,18 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server]), ...(grpcServer === undefined ? [] : [grpcServer.server as unknown as https.Server])])
   const grpcListenerUrl = grpcServer === undefined ? undefined : url(grpcServer.server as unknown as http.Server, config.grpcListener.address)
   Object.assign(urls, { data: dataUrl, admin: adminUrl, grpc: grpcListenerUrl })
+  // Gauges read at scrape time: nothing on the request path keeps them.
+  if (metrics !== undefined) {
+    metrics.sources = {
+      connections: async () => ({
+        data: await openConnections(data),
+        ...(grpcServer === undefined ? {} : { grpc: await openConnections(grpcServer.server as unknown as http.Server) }),
+        ...(admin === undefined ? {} : { admin: await openConnections(admin) }),
+      }),
+      h2Streams: () => h2Servers.reduce((n, h) => n + h.streams.open, 0),
+      jwks: () => oidc.status().map((s) => ({ issuer: s.issuer, fetchedAt: s.fetchedAt })),
+    }
+  }
   // Another worker changed a runtime setting: apply it here too.
   store.onSettingChange?.((key) => {
     if (key === 'tls') void certs?.reload()
@@ -253,12 +280,12 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
       try {
         let nextOidc = oidc
         if (touches(plan.changed, 'authentication.oidc', 'authentication.tokenCache')) {
-          nextOidc = await createOidc(next, logger, { trust })
+          nextOidc = await createOidc(next, logger, { trust, counts: jwksCounts })
           nextOidc.start()
         }
         const k = next.authentication.apikey
         if (k.enabled && k.allowedKeysFile !== undefined && k.generateIfMissing && !existsSync(k.allowedKeysFile)) writeNewKeysFile(k.allowedKeysFile)
-        const runtime = compile(next, verifiersOf(nextOidc), live.current.runtime)
+        const runtime = compile(next, verifiersOf(nextOidc), live.current.runtime, metrics)
         const forwarderChanged = touches(plan.changed, 'upstream', 'limits')
         const forwarder = forwarderChanged ? createForwarder(next, trust) : live.current.forwarder
         const old = live.current
@@ -409,6 +436,25 @@ function checkRequestLine(handler: (req: http.IncomingMessage, res: http.ServerR
     res.writeHead(e.status, { 'content-type': 'application/json', 'cache-control': 'no-store', connection: 'close', 'content-length': Buffer.byteLength(body) })
     res.end(body)
   }
+}
+
+/** The store, timed and counted per operation when metrics are on (metrics/store.ts). */
+function withStoreMetrics(store: IssuerStore, metrics: Metrics | undefined): IssuerStore {
+  return metrics === undefined ? store : instrumentStore(store, STATE_STORE_OPERATIONS, metrics)
+}
+
+/** `/metrics` for the admin listener: this process's registry, or the workers' sum. */
+function metricsEndpoint(c: Config, metrics: Metrics | undefined, cluster: boolean): MetricsEndpoint | undefined {
+  if (metrics === undefined) return undefined
+  const m = c.metrics
+  const bearerToken = m.bearerToken ?? (m.bearerTokenFile === undefined ? undefined : resolveSecret({ file: m.bearerTokenFile }))
+  // An empty token file never means "open": config validation refuses it, and so does this.
+  if (bearerToken === '') throw new Error('metrics.bearerTokenFile is empty: put the scrape token in it')
+  return { bearerToken, contentType: metrics.contentType, text: cluster ? joinClusterMetrics(metrics) : () => metrics.text() }
+}
+
+function openConnections(server: http.Server): Promise<number> {
+  return new Promise((resolve) => server.getConnections((e, n) => resolve(e === null ? n : 0)))
 }
 
 function listen(server: http.Server, port: number, address: string): Promise<void> {

@@ -24,6 +24,7 @@ import type { JWK } from 'jose'
 import type { Dispatcher } from 'undici'
 import { GatehouseError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
+import type { FetchCounts } from '../../metrics/metrics.ts'
 import { writeFileAtomic } from '../../store/atomic.ts'
 import { fetchJson, FetchError, type FetchLimits } from './fetch.ts'
 import { keyForAlg } from './jws.ts'
@@ -47,6 +48,8 @@ export interface JwksCacheOptions {
   readonly logger: Logger
   /** The clock (tests replace it). */
   readonly now?: () => number
+  /** Fetch and failure counters of this issuer (metrics); undefined when metrics are off. */
+  readonly counts?: FetchCounts | undefined
 }
 
 /** What `/readyz` and the logs show about an issuer. */
@@ -57,6 +60,8 @@ export interface JwksStatus {
   readonly lastSuccess: string | undefined
   readonly lastError: string | undefined
   readonly fetches: number
+  /** When the keys in use were fetched (ms since epoch); undefined before the first success. */
+  readonly fetchedAt?: number | undefined
 }
 
 interface Snapshot {
@@ -139,6 +144,7 @@ export class JwksCache {
       lastSuccess: this.#snap === undefined ? undefined : new Date(this.#snap.fetchedAt).toISOString(),
       lastError: this.#lastError,
       fetches: this.#fetches,
+      fetchedAt: this.#snap?.fetchedAt,
     }
   }
 
@@ -248,6 +254,7 @@ export class JwksCache {
     this.#lastAttempt = this.#now()
     this.#fetches++
     const o = this.#o
+    if (o.counts !== undefined) o.counts.fetches++
     try {
       let jwksUri = o.jwksUrl
       let advertisedAlgs: string[] | undefined
@@ -286,6 +293,7 @@ export class JwksCache {
       this.#schedule(o.refreshMs)
     } catch (e) {
       this.#failures++
+      if (o.counts !== undefined) o.counts.failures++
       this.#lastError = e instanceof FetchError ? e.message : (e as Error).message
       o.logger.warn({ issuer: o.issuer, error: this.#lastError, failures: this.#failures, usableKeys: this.#usable() }, 'fetching issuer keys failed')
       this.#schedule(Math.min(1000 * 2 ** (this.#failures - 1), MAX_BACKOFF_MS, o.refreshMs))

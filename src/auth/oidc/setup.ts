@@ -9,6 +9,7 @@ import { rootCertificates } from 'node:tls'
 import type { Config } from '../../config/types.ts'
 import type { OutboundTrust } from '../../upstream/trust.ts'
 import type { Logger } from '../../log.ts'
+import type { FetchCounts } from '../../metrics/metrics.ts'
 import type { JwtVerifier } from '../authenticate.ts'
 import { fetchText, issuerDispatcher } from './fetch.ts'
 import { JwksCache, type JwksStatus } from './jwksCache.ts'
@@ -27,7 +28,7 @@ export interface OidcRuntime {
 }
 
 /** Create the OIDC runtime (empty when OIDC is off). */
-export async function createOidc(c: Config, logger: Logger, opts: { now?: () => number; trust?: OutboundTrust } = {}): Promise<OidcRuntime> {
+export async function createOidc(c: Config, logger: Logger, opts: { now?: () => number; trust?: OutboundTrust; counts?: (issuer: string) => FetchCounts } = {}): Promise<OidcRuntime> {
   const o = c.authentication.oidc
   const issuers = effectiveIssuers(c)
   if (issuers.length === 0) return { verifiers: new Map(), status: () => [], start() {}, stop() {}, settle: async () => {} }
@@ -52,6 +53,7 @@ export async function createOidc(c: Config, logger: Logger, opts: { now?: () => 
       stateDir: c.stateDir,
       logger,
       ...(opts.now === undefined ? {} : { now: opts.now }),
+      counts: opts.counts?.(i.issuer),
     })
     caches.push(cache)
     opts.trust?.subscribe(() => cache.setDispatcher(issuerDispatcher(trustFor(), o.jwks.fetchTimeout)))
