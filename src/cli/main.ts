@@ -33,6 +33,7 @@ Weka-style administration (talks to the admin API; see docs/api.md):
   gatehouse user passwd [NEW_PASSWORD] [--username U] [--current-password P]
   gatehouse user generate-token [--access-token-timeout 30d] [--json]
   gatehouse user revoke-tokens USERNAME
+  gatehouse user ldap setup | setup-ad | show | update | enable | disable | reset   (directory users; --help on each)
   gatehouse security lockout-config show | set [--failed-attempts N] [--lockout-duration D] | reset
   gatehouse security login-banner show | set TEXT | reset | enable | disable
   gatehouse security tls status | set --certificate FILE --private-key FILE | unset
@@ -121,8 +122,8 @@ const LOCAL_COMMANDS: Record<string, Command> = {
 /** The command table for `argv[0]`, and how its errors are redacted. */
 async function commandsFor(first: string | undefined): Promise<{ commands: Record<string, Command>; redact: (text: string) => string }> {
   if (first !== 'user' && first !== 'security') return { commands: LOCAL_COMMANDS, redact: (t) => t }
-  const [{ USER_COMMANDS }, { SECURITY_COMMANDS }, { redactSecrets }] = await Promise.all([import('./user.ts'), import('./security.ts'), import('./adminClient.ts')])
-  return { commands: { ...LOCAL_COMMANDS, ...USER_COMMANDS, ...SECURITY_COMMANDS }, redact: redactSecrets }
+  const [{ USER_COMMANDS }, { SECURITY_COMMANDS }, { LDAP_COMMANDS }, { redactSecrets }] = await Promise.all([import('./user.ts'), import('./security.ts'), import('./ldap.ts'), import('./adminClient.ts')])
+  return { commands: { ...LOCAL_COMMANDS, ...USER_COMMANDS, ...LDAP_COMMANDS, ...SECURITY_COMMANDS }, redact: redactSecrets }
 }
 
 /** Run the CLI; returns the exit code. */

@@ -276,6 +276,67 @@ authorization:
     assert.match(status.body, /alice/)
   })
 
+  it('gatehouse user ldap show / update / disable / enable / reset (admin only; the reader password is never shown)', async () => {
+    const shown = await cli(['user', 'ldap', 'show', '--json'], { file: tokenFile('alice') })
+    assert.equal(shown.code, 0, shown.stderr)
+    const s = JSON.parse(shown.stdout)
+    assert.equal(s.source, 'config')
+    assert.equal(s.bind_password_set, true)
+    assert.ok(!shown.stdout.includes(ldap.readerPassword))
+    assert.equal(s.admin_group, 'gh-admins')
+    const human = await cli(['user', 'ldap', 'show'], { file: tokenFile('alice') })
+    assert.match(human.stdout, /reader password set:\s+yes/)
+    const carol = tokensOf(await login('carol', PEOPLE.carol))
+    assert.equal((await admin('/api/v2/ldap', 'GET', undefined, carol.access)).status, 403, 'read-only users may not read the directory settings')
+
+    // ldaps:// with the test CA instead of StartTLS.
+    const up1 = await cli(['user', 'ldap', 'update', '--server-uri', ldap.ldapsUrl, '--json'], { file: tokenFile('alice') })
+    assert.equal(up1.code, 0, up1.stderr)
+    assert.equal(JSON.parse(up1.stdout).source, 'store')
+    assert.deepEqual(JSON.parse(up1.stdout).urls, [ldap.ldapsUrl])
+    assert.equal((await login('bob', PEOPLE.bob)).status, 200, 'sign-in over ldaps')
+    // A bad setting is refused with its name; nothing changes.
+    const bad = await cli(['user', 'ldap', 'update', '--server-uri', 'http://127.0.0.1:1'], { file: tokenFile('alice') })
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr, /urls: "http:\/\/127.0.0.1:1" is not ldaps/)
+
+    const off = await cli(['user', 'ldap', 'disable', '--json'], { file: tokenFile('alice') })
+    assert.equal(off.code, 0, off.stderr)
+    assert.equal(JSON.parse(off.stdout).enabled, false)
+    assert.equal((await login('bob', PEOPLE.bob)).status, 401, 'disabled: directory users cannot sign in')
+    assert.equal((await login('admin', ADMIN_PW)).status, 200)
+    assert.equal((await cli(['user', 'ldap', 'enable'], { file: tokenFile('alice') })).code, 0)
+    assert.equal((await login('bob', PEOPLE.bob)).status, 200)
+
+    const reset = await cli(['user', 'ldap', 'reset', '--json'], { file: tokenFile('alice') })
+    assert.equal(reset.code, 0, reset.stderr)
+    assert.equal(JSON.parse(reset.stdout).source, 'config')
+    assert.deepEqual(JSON.parse(reset.stdout).urls, [ldap.ldapUrl])
+    assert.equal((await login('bob', PEOPLE.bob)).status, 200, 'StartTLS again, from the configuration')
+    // The audit trail names each change, never the password.
+    const audits = gh.stdout.filter((l) => l.includes('"ldap.changed"'))
+    assert.ok(audits.length >= 4, `audit lines: ${audits.length}`)
+  })
+
+  it('gatehouse user ldap setup replaces the settings (reader password from a file), and --help works on every ldap command', async () => {
+    for (const c of ['setup', 'setup-ad', 'show', 'update', 'enable', 'disable', 'reset']) {
+      const h = await cli(['user', 'ldap', c, '--help'])
+      assert.equal(h.code, 0)
+      assert.ok(h.stdout.startsWith(`gatehouse user ldap ${c}`), h.stdout.slice(0, 80))
+    }
+    const pwFile = path.join(dir, 'reader.pw')
+    writeFileSync(pwFile, `${ldap.readerPassword}\n`, { mode: 0o600 })
+    const r = await cli(['user', 'ldap', 'setup', '--server-uri', ldap.ldapUrl, '--base-dn', `ou=people,${ldap.baseDn}`, '--group-base-dn', `ou=groups,${ldap.baseDn}`,
+      '--group-object-class', 'posixGroup', '--group-membership-attribute', 'memberUid', '--reader-username', ldap.readerDn, '--reader-password-file', pwFile,
+      '--cluster-admin-group', 'gh-posix-admins', '--json'], { file: tokenFile('alice') })
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(JSON.parse(r.stdout).membership_attribute, 'memberUid')
+    // posixGroup memberUid: alice is an admin through gh-posix-admins; bob is in no configured group now.
+    assert.equal((await login('alice', PEOPLE.alice)).status, 200)
+    assert.equal((await login('bob', PEOPLE.bob)).status, 403)
+    assert.equal((await cli(['user', 'ldap', 'reset'], { file: tokenFile('alice') })).code, 0)
+  })
+
   it('killing slapd: directory sign-ins get 503 ERR_DIRECTORY_UNAVAILABLE, a local user still signs in, /readyz says degraded', async () => {
     const alice = tokensOf(await login('alice', PEOPLE.alice))
     await ldap.stop()
