@@ -21,6 +21,8 @@
  * Groups are `groupOfNames` with `member` DNs under `ou=groups`; alice is also in a posixGroup
  * `gh-posix-admins` (`memberUid: alice`) for the memberUid mapping. Passwords are `{SSHA}` hashes.
  * The reader `cn=reader,ou=system` may read people and groups; nobody reads `userPassword`.
+ * `allow bind_anon_dn`: like Active Directory, this server answers a DN with an empty password
+ * (an unauthenticated bind) with success, so an empty-password sign-in is a real danger here.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -143,6 +145,9 @@ pidfile ${path.join(dir, 'slapd.pid')}
 argsfile ${path.join(dir, 'slapd.args')}
 modulepath /usr/lib/ldap
 moduleload back_mdb
+# Accept an unauthenticated bind (a DN with an empty password, RFC 4513 §5.1.2) as anonymous, as
+# Active Directory and older servers do: the tests prove gatehouse never lets one sign anyone in.
+allow bind_anon_dn
 TLSCACertificateFile ${path.join(dir, 'ca.crt')}
 TLSCertificateFile ${path.join(dir, 'server.crt')}
 TLSCertificateKeyFile ${path.join(dir, 'server.key')}
