@@ -231,8 +231,8 @@ async function list(v: Values, pos: string[]): Promise<number> {
       out(JSON.stringify(rows, null, 2))
       return 0
     }
-    const table = [['USERNAME', 'ROLE', 'SOURCE', 'UID', 'MUST CHANGE PASSWORD', 'LOCKED']]
-    for (const r of rows) table.push([r.username, r.role, r.source ?? 'local', String(r.uid ?? ''), r.password_change_required === true ? 'yes' : 'no', r.locked === true ? 'yes' : 'no'])
+    const table = [['USERNAME', 'ROLE', 'UID', 'MUST CHANGE PASSWORD', 'LOCKED', 'SOURCE']]
+    for (const r of rows) table.push([r.username, r.role, String(r.uid ?? ''), r.password_change_required === true ? 'yes' : 'no', r.locked === true ? 'yes' : 'no', r.source ?? 'local'])
     const widths = table[0]?.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length))) ?? []
     for (const row of table) out(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  '))
     return 0
