@@ -13,6 +13,8 @@ import { Agent, request } from 'undici'
 import { assertNoSecretsInLogs, startProxy, usedSecrets, type Reply, type TestProxy } from '../helpers/proxy.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
+import { h2close, h2connect, h2request } from '../helpers/h2.ts'
+import { upgradeStatus } from '../helpers/upgrade.ts'
 
 const READER = 'reader-key-0123456789abcdef'
 const WRITER = 'writer-key-0123456789abcdef'
@@ -183,6 +185,40 @@ describe('/metrics after known traffic', () => {
     assert.deepEqual(series(afterScrape), before)
     assert.equal(value(afterScrape, `${req('apikey', '2xx')},decision="allowed",profile="weaviate"}`), 1003)
     for (const secret of ['Thing-', 'reader-svc', 'mallory', READER]) assert.ok(!text.includes(secret), secret)
+  })
+})
+
+describe('/metrics by protocol: HTTP/2, gRPC, WebSocket', () => {
+  let gh: TestProxy
+  before(async () => {
+    gh = await startProxy({ env: { GATEHOUSE_UPSTREAM_URL: 'echo:', AUTHENTICATION_APIKEY_ENABLED: 'true', AUTHENTICATION_APIKEY_ALLOWED_KEYS: READER, AUTHENTICATION_APIKEY_USERS: 'reader-svc' } })
+  })
+  after(async () => {
+    await gh.stop()
+    assertNoSecretsInLogs(gh.logs)
+  })
+
+  it('counts each protocol under its own label, refused calls included', async () => {
+    const s = await h2connect(gh.url, gh.ca)
+    try {
+      for (let i = 0; i < 2; i++) assert.equal((await h2request(s, { ':path': '/v1/objects', authorization: `Bearer ${READER}` })).status, 200)
+      assert.equal((await h2request(s, { ':path': '/v1/objects' })).status, 401)
+      const call = await h2request(s, { ':method': 'POST', ':path': '/pkg.Svc/Method', 'content-type': 'application/grpc', te: 'trailers' }, Buffer.alloc(5))
+      assert.equal(call.headers['grpc-status'], '16')
+    } finally {
+      await h2close(s)
+    }
+    assert.equal(await upgradeStatus({ url: gh.url, ca: gh.ca }, '/v1/stream', { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }), 401)
+    const m = parse((await gh.admin('/metrics')).text)
+    const at = (protocol: string, sc: string, auth: string, decision: string): number | undefined => value(m, `gatehouse_requests_total{protocol="${protocol}",status_class="${sc}",auth_method="${auth}",decision="${decision}",profile="generic"}`)
+    assert.equal(at('h2', '2xx', 'apikey', 'allowed'), 2)
+    assert.equal(at('h2', '4xx', 'none', 'unauthenticated'), 1)
+    assert.equal(at('grpc', '4xx', 'none', 'unauthenticated'), 1)
+    assert.equal(at('websocket', '4xx', 'none', 'unauthenticated'), 1)
+    assert.equal(sum(m, 'gatehouse_requests_total'), 5)
+    assert.equal(value(m, 'gatehouse_request_duration_seconds_count{protocol="h2"}'), 3)
+    assert.equal(value(m, 'gatehouse_auth_failures_total{reason="ERR_UNAUTHENTICATED"}'), 3)
+    assert.equal(value(m, 'gatehouse_open_h2_streams'), 0)
   })
 })
 
