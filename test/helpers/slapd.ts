@@ -18,7 +18,8 @@
  * | uid=clash,ou=people | gh-users | a name a test also creates as a local user |
  * | uid=dave,ou=disabled | gh-admins | disabled: moved out of the user base (ou=people) |
  *
- * Groups are `groupOfNames` with `member` DNs under `ou=groups`; alice is also in a posixGroup
+ * Groups are `groupOfNames` with `member` DNs under `ou=groups` (the `memberof` overlay keeps
+ * `memberOf` on users for groups added after start: the seeded ones have none); alice is also in a posixGroup
  * `gh-posix-admins` (`memberUid: alice`) for the memberUid mapping. Passwords are `{SSHA}` hashes.
  * The reader `cn=reader,ou=system` may read people and groups; nobody reads `userPassword`.
  * `allow bind_anon_dn`: like Active Directory, this server answers a DN with an empty password
@@ -145,6 +146,7 @@ pidfile ${path.join(dir, 'slapd.pid')}
 argsfile ${path.join(dir, 'slapd.args')}
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload memberof
 # Accept an unauthenticated bind (a DN with an empty password, RFC 4513 §5.1.2) as anonymous, as
 # Active Directory and older servers do: the tests prove gatehouse never lets one sign anyone in.
 allow bind_anon_dn
@@ -158,6 +160,8 @@ rootdn "${rootDn}"
 rootpw ${ssha(rootPassword)}
 directory ${data}
 index objectClass,uid,cn,member,memberUid eq
+# memberOf on user entries for groups added or changed after start (slapadd bypasses overlays).
+overlay memberof
 access to attrs=userPassword
   by anonymous auth
   by * none

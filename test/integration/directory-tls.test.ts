@@ -125,6 +125,15 @@ describe('the directory client against a real slapd: TLS, failover, timeouts', {
     assert.equal(await d.authenticate('', PEOPLE.alice), undefined)
   })
 
+  it('membershipAttribute memberOf reads the groups from the user entry (the memberof overlay)', async () => {
+    ldap.modify(`dn: cn=gh-memberof-readers,ou=groups,${ldap.baseDn}\nchangetype: add\nobjectClass: groupOfNames\ncn: gh-memberof-readers\nmember: uid=erin,ou=people,${ldap.baseDn}\n`)
+    const d = new Directory({ ...settings, membershipAttribute: 'memberOf', groupBaseDn: '', roleGroups: { admin: '', regular: '', readonly: 'gh-memberof-readers' } }, { ca: [ca] })
+    const erin = await d.authenticate('erin', PEOPLE.erin)
+    assert.deepEqual(erin?.groups, ['gh-memberof-readers'])
+    assert.equal(erin?.role, 'readonly')
+    assert.equal((await d.lookup('alice'))?.role, undefined, 'the seeded groups carry no memberOf')
+  })
+
   it('a user is found only by the exact id: case variants and wildcards find nobody', async () => {
     const d = new Directory(settings, { ca: [ca] })
     for (const name of ['ALICE', 'Alice', 'al*', '*', 'alice)(uid=*']) assert.equal(await d.authenticate(name, PEOPLE.alice), undefined, name)

@@ -337,6 +337,26 @@ authorization:
     assert.equal((await cli(['user', 'ldap', 'reset'], { file: tokenFile('alice') })).code, 0)
   })
 
+  it('user delete of a directory user revokes its tokens, and the record created at the next sign-in never accepts them again', async () => {
+    const old = tokensOf(await login('frank', PEOPLE.frank))
+    const a = tokensOf(await login('admin', ADMIN_PW))
+    assert.equal((await admin('/api/v2/users/frank', 'DELETE', undefined, a.access)).status, 200)
+    assert.equal((await data(old.access)).status, 401)
+    const fresh = tokensOf(await login('frank', PEOPLE.frank))
+    assert.equal((await data(fresh.access)).status, 200)
+    assert.equal((await data(old.access)).status, 401, 'the new record starts at another generation')
+    assert.equal((await refresh(old.refresh)).status, 401)
+  })
+
+  it('gatehouse config check names every problem of authentication.ldap and exits 2', async () => {
+    const bad = path.join(dir, 'bad.yaml')
+    writeFileSync(bad, 'authentication:\n  local:\n    enabled: true\n  ldap:\n    enabled: true\n    urls: [http://ldap.example.org]\n    userBaseDn: ou=people,dc=x\n')
+    const r = await runCliAsync(['config', 'check', '--config', bad], { HOME: home }, dir)
+    assert.equal(r.code, 2, r.stdout + r.stderr)
+    const text = r.stdout + r.stderr
+    for (const key of ['authentication.ldap.urls', 'authentication.ldap.bindDn', 'authentication.ldap.bindPassword', 'authentication.ldap.groupBaseDn', 'authentication.ldap.roleGroups']) assert.ok(text.includes(key), `${key} in:\n${text}`)
+  })
+
   it('killing slapd: directory sign-ins get 503 ERR_DIRECTORY_UNAVAILABLE, a local user still signs in, /readyz says degraded', async () => {
     const alice = tokensOf(await login('alice', PEOPLE.alice))
     await ldap.stop()
