@@ -59,7 +59,7 @@ export class DirectoryService {
   async current(): Promise<Directory | undefined> {
     const s = await this.settings()
     if (!s.enabled || ldapProblems(s).length > 0) return undefined
-    const ca = [...(this.#o.caFile === undefined ? [] : [readFileSync(this.#o.caFile, 'utf8')]), ...(this.#o.extraCa?.() === undefined ? [] : [this.#o.extraCa?.() as string])]
+    const ca = [...(this.#o.caFile === undefined ? [] : [readCa(this.#o.caFile)]), ...(this.#o.extraCa?.() === undefined ? [] : [this.#o.extraCa?.() as string])]
     const key = JSON.stringify([s, ca])
     if (this.#built?.key !== key) this.#built = { key, dir: new Directory(s, { ca }) }
     return this.#built.dir
@@ -135,6 +135,15 @@ export class DirectoryService {
     await this.#o.store.putSetting(LDAP_SETTING, s)
     this.#health = undefined
     return publicView(s, 'store')
+  }
+}
+
+/** The configured CA file, read at each use (a rotated file is picked up); unreadable: the directory is unavailable. */
+function readCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new GatehouseError('ERR_DIRECTORY_UNAVAILABLE', { detail: `authentication.ldap.caFile ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})` })
   }
 }
 
