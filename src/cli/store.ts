@@ -106,6 +106,7 @@ function describe(t: TargetContents): string {
   if (t.users > 0) parts.push(plural(t.users, 'user'))
   if (t.refreshTokens > 0) parts.push(plural(t.refreshTokens, 'refresh token'))
   if (t.sessions > 0) parts.push(plural(t.sessions, 'session'))
+  if (t.locks > 0) parts.push(plural(t.locks, 'lockout counter'))
   if (t.settings.length > 0) parts.push(`settings (${t.settings.join(', ')})`)
   if (t.signingKey) parts.push('a signing key')
   if (t.other > 0) parts.push(plural(t.other, 'other key'))

@@ -57,6 +57,7 @@ export interface TargetContents {
   readonly users: number
   readonly refreshTokens: number
   readonly sessions: number
+  readonly locks: number
   readonly settings: readonly string[]
   readonly signingKey: boolean
   readonly other: number
@@ -225,6 +226,7 @@ export async function inspectTarget(t: Target): Promise<TargetContents> {
   let users = 0
   let refreshTokens = 0
   let sessions = 0
+  let locks = 0
   let other = 0
   let signingKey = false
   for await (const batch of t.client.scanIterator({ MATCH: `${escapeGlob(P)}*`, COUNT: 1000 })) {
@@ -236,12 +238,13 @@ export async function inspectTarget(t: Target): Promise<TargetContents> {
       if (k.startsWith('user:')) users++
       else if (k.startsWith('rt:')) refreshTokens++
       else if (k.startsWith('sess:')) sessions++
+      else if (k.startsWith('lock:')) locks++
       else if (k === `shared:${SIGNING_KEY_NAME}`) signingKey = true
       else if (k !== 'settings' && k !== 'users' && !k.startsWith('famrt:') && !k.startsWith('usess:')) other++
     }
   }
   const settings = ((await t.client.sendCommand(['HKEYS', `${P}settings`])) as string[]).slice().sort()
-  return { keys, users, refreshTokens, sessions, settings, signingKey, other }
+  return { keys, users, refreshTokens, sessions, locks, settings, signingKey, other }
 }
 
 /** True when the target holds nothing of gatehouse under the prefix. */

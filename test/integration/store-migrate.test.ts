@@ -154,7 +154,7 @@ describe('gatehouse store migrate: one replica on the file store → several on 
 
     const again = await migrate()
     assert.equal(again.code, 1)
-    assert.match(again.stderr, /^gatehouse store migrate: the target redis:\/\/127\.0\.0\.1:\d+ already holds 3 users, 2 refresh tokens, settings \(banner, lockoutPolicy\), a signing key .*nothing was written\. Use --force/)
+    assert.match(again.stderr, /^gatehouse store migrate: the target redis:\/\/127\.0\.0\.1:\d+ already holds 3 users, 2 refresh tokens, 1 lockout counter, settings \(banner, lockoutPolicy\), a signing key under gatehouse:; nothing was written\. Use --force/)
     assert.equal(again.stderr.trim().split('\n').length, 1, 'one line')
     assert.equal(await dbsize(), keys)
 
