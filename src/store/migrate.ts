@@ -70,6 +70,9 @@ export type TargetOptions = Pick<RedisStoreOptions, 'url' | 'username' | 'passwo
 export const SIGNING_KEY_NAME = 'localIssuer.signingKey'
 
 const ROLES = new Set(['admin', 'readonly', 'regular'])
+// What users.json holds as a password: an scrypt hash (issuer/passwords.ts), or the marker of a
+// directory user, whose password only the directory checks (issuer/localIssuer.ts DIRECTORY_HASH).
+const PASSWORD_HASH = /^(scrypt\$|directory:)/
 
 /** A migration that cannot go on: the message says what and what to do (printed as one line). */
 export class MigrationError extends Error {
@@ -110,7 +113,7 @@ export async function readFileState(stateDir: string, opts: { readonly now: numb
   for (const [k, u] of Object.entries(c.users)) {
     if (!isName(u.username) || u.username !== k) bad('users.json', JSON.stringify(k), 'username missing or not the key')
     else if (!ROLES.has(u.role)) bad('users.json', k, 'role is not admin, readonly or regular')
-    else if (typeof u.passwordHash !== 'string' || !u.passwordHash.startsWith('scrypt$')) bad('users.json', k, 'passwordHash is not an scrypt hash')
+    else if (typeof u.passwordHash !== 'string' || !PASSWORD_HASH.test(u.passwordHash)) bad('users.json', k, 'passwordHash is neither an scrypt hash nor a directory marker')
     else if (!isInt(u.generation) || u.generation < 0 || !isInt(u.createdAt) || typeof u.mustChangePassword !== 'boolean' || typeof u.uid !== 'string') bad('users.json', k, 'generation, createdAt, uid or mustChangePassword malformed')
     else users.push(u)
   }

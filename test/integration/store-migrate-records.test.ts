@@ -1,7 +1,7 @@
 /**
  * Every kind of record `gatehouse store migrate` copies, read back through `RedisStore` itself
  * (the layout is the store's), on a real redis-server with an ACL user limited to a custom key
- * prefix: users, refresh tokens (used flag, TTL at their expiry), revoked families, a running
+ * prefix: local and directory users, refresh tokens (used flag, TTL at their expiry), revoked families, a running
  * lock and a failure count, console and OIDC browser sessions (idle and absolute TTLs, the
  * sealed tokens, the per-user index), settings, the signing key. What has run out is left
  * behind; malformed records stop the migration before anything is written; a replica already
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { exportJWK, generateKeyPair } from 'jose'
+import { DIRECTORY_HASH } from '../../src/issuer/localIssuer.ts'
 import { FileStore } from '../../src/store/fileStore.ts'
 import { inspectTarget, MigrationError, openTarget, readFileState, SIGNING_KEY_NAME, writePlan, type TargetOptions } from '../../src/store/migrate.ts'
 import { RedisStore } from '../../src/store/redisStore.ts'
@@ -56,6 +57,8 @@ describe('store migrate: every record kind, read back through RedisStore', () =>
     assert.ok(await fs.createUser(user('admin', 'admin', 0, true)))
     assert.ok(await fs.createUser(user('bob', 'regular', 3)))
     assert.ok(await fs.createUser(user('carol', 'readonly', 1)))
+    // A directory user (LDAP): its password is checked by the directory, the store holds a marker.
+    assert.ok(await fs.createUser({ ...user('dora', 'regular', 2), passwordHash: DIRECTORY_HASH }))
     await fs.putRefresh('hash-live', { username: 'bob', family: 'fam-1', generation: 3, expiresAt: now + 10 * DAY, used: false })
     await fs.putRefresh('hash-used', { username: 'bob', family: 'fam-1', generation: 3, expiresAt: now + 20 * DAY, used: true })
     await fs.putRefresh('hash-carol', { username: 'carol', family: 'fam-2', generation: 1, expiresAt: now + 5 * DAY, used: false })
@@ -91,7 +94,7 @@ describe('store migrate: every record kind, read back through RedisStore', () =>
 
   it('reads and validates the file store; what ran out is counted, not copied', async () => {
     const plan = await readFileState(stateDir, { now, familyTtlMs: FAMILY_TTL })
-    assert.deepEqual(plan.users.map((u) => u.username).sort(), ['admin', 'bob', 'carol'])
+    assert.deepEqual(plan.users.map((u) => u.username).sort(), ['admin', 'bob', 'carol', 'dora'])
     assert.deepEqual(plan.refresh.map(([h]) => h).sort(), ['hash-carol', 'hash-live', 'hash-used'])
     assert.deepEqual(plan.revokedFamilies.map(([f]) => f), ['fam-revoked'])
     assert.deepEqual(plan.locks.map(([n, s]) => [n, s.failures, s.lockedUntil > now]).sort(), [['admin', 1, false], ['carol', 3, true]])
@@ -116,7 +119,8 @@ describe('store migrate: every record kind, read back through RedisStore', () =>
 
     const s = await RedisStore.open({ url: redis.url, username: 'migrator', password: ACL_PW, keyPrefix: PREFIX, familyTtlMs: FAMILY_TTL })
     try {
-      assert.deepEqual((await s.listUsers()).map((u) => [u.username, u.role, u.generation, u.mustChangePassword, u.uid]), [['admin', 'admin', 0, true, 'uid-admin'], ['bob', 'regular', 3, false, 'uid-bob'], ['carol', 'readonly', 1, false, 'uid-carol']])
+      assert.deepEqual((await s.listUsers()).map((u) => [u.username, u.role, u.generation, u.mustChangePassword, u.uid]), [['admin', 'admin', 0, true, 'uid-admin'], ['bob', 'regular', 3, false, 'uid-bob'], ['carol', 'readonly', 1, false, 'uid-carol'], ['dora', 'regular', 2, false, 'uid-dora']])
+      assert.equal((await s.getUser('dora'))?.passwordHash, DIRECTORY_HASH, 'a directory user stays one')
       assert.equal((await s.getUser('bob'))?.passwordHash, 'scrypt$32768$8$1$c2FsdA$aGFzaC0bob')
       assert.equal(s.generationSync('bob'), 3, 'the mirror loaded the migrated generations')
       // Refresh tokens: the used flag survives (a reuse still revokes), the TTL is the expiry.
@@ -168,15 +172,15 @@ describe('store migrate: every record kind, read back through RedisStore', () =>
       const t = await openTarget(target)
       try {
         const before = await inspectTarget(t)
-        assert.equal(before.users, 4)
+        assert.equal(before.users, 5)
         assert.equal(before.signingKey, true)
         await assert.rejects(writePlan(t, plan, { replace: false, now }), (e: Error) => e instanceof MigrationError && /already holds \d+ keys under mig:/.test(e.message))
-        assert.equal((await s.listUsers()).length, 4, 'nothing written')
+        assert.equal((await s.listUsers()).length, 5, 'nothing written')
         await writePlan(t, plan, { replace: true, now })
       } finally {
         await t.close()
       }
-      assert.deepEqual((await s.listUsers()).map((u) => u.username), ['admin', 'bob', 'carol'])
+      assert.deepEqual((await s.listUsers()).map((u) => u.username), ['admin', 'bob', 'carol', 'dora'])
       // The replica's next heartbeat sees the feed's counter move and reloads: bob is back at 3.
       const t0 = Date.now()
       while (s.generationSync('bob') !== 3) {
