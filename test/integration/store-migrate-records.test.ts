@@ -6,7 +6,7 @@
  * sealed tokens, the per-user index), settings, the signing key. What has run out is left
  * behind; malformed records stop the migration before anything is written; a replica already
  * running on the target reloads its mirror after a --force migration; nothing lands outside
- * the prefix.
+ * the prefix. The real CLI does the same over rediss:// with a private CA and its flags.
  */
 import assert from 'node:assert/strict'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -19,6 +19,8 @@ import { FileStore } from '../../src/store/fileStore.ts'
 import { inspectTarget, MigrationError, openTarget, readFileState, SIGNING_KEY_NAME, writePlan, type TargetOptions } from '../../src/store/migrate.ts'
 import { RedisStore } from '../../src/store/redisStore.ts'
 import type { SessionRecord } from '../../src/store/store.ts'
+import { generateLocalCa, issueServerCertificate } from '../../src/tls/selfsigned.ts'
+import { runCliAsync } from '../helpers/cli.ts'
 import { startRedis, type RunningRedis } from '../helpers/redis.ts'
 
 const PREFIX = 'mig:'
@@ -31,6 +33,7 @@ describe('store migrate: every record kind, read back through RedisStore', () =>
   let dir: string
   let stateDir: string
   let target: TargetOptions
+  let caFile: string
   const now = Date.now()
   const session = (over: Partial<SessionRecord>): SessionRecord => ({
     kind: 'console',
@@ -47,11 +50,15 @@ describe('store migrate: every record kind, read back through RedisStore', () =>
   })
 
   before(async () => {
-    redis = await startRedis()
+    const ca = generateLocalCa({ commonName: 'migrate test redis CA' })
+    const server = issueServerCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
+    redis = await startRedis({ tls: { certPem: server.certPem, keyPem: server.keyPem } })
     assert.match(await redis.command('ACL', 'SETUSER', 'migrator', 'on', `>${ACL_PW}`, `~${PREFIX}*`, `&${PREFIX}*`, '+@all'), /OK/)
     target = { url: redis.url, username: 'migrator', password: ACL_PW, keyPrefix: PREFIX }
     dir = mkdtempSync(path.join(tmpdir(), 'gh-migrate-records-'))
     stateDir = path.join(dir, 'state')
+    caFile = path.join(dir, 'redis-ca.pem')
+    writeFileSync(caFile, ca.certPem)
     const fs = new FileStore(stateDir)
     const user = (username: string, role: 'admin' | 'readonly' | 'regular', generation: number, mustChangePassword = false) => ({ username, uid: `uid-${username}`, role, passwordHash: `scrypt$32768$8$1$c2FsdA$aGFzaC0${username}`, mustChangePassword, generation, createdAt: now - DAY })
     assert.ok(await fs.createUser(user('admin', 'admin', 0, true)))
@@ -187,6 +194,35 @@ describe('store migrate: every record kind, read back through RedisStore', () =>
         assert.ok(Date.now() - t0 < 3000, 'the running replica did not reload its mirror')
         await new Promise((r) => setTimeout(r, 25))
       }
+    } finally {
+      await s.close()
+    }
+  })
+
+  it('the real CLI over rediss:// with --ca-file, --username, --password-file and --key-prefix; an untrusted certificate is refused', async () => {
+    const pwFile = path.join(dir, 'store-password')
+    writeFileSync(pwFile, `${ACL_PW}\n`, { mode: 0o600 })
+    const tlsUrl = redis.tlsUrl as string
+    const args = ['store', 'migrate', '--from', `file:${stateDir}`, '--to', tlsUrl, '--username', 'migrator', '--password-file', pwFile, '--key-prefix', PREFIX]
+    const untrusted = path.join(dir, 'other-ca.pem')
+    writeFileSync(untrusted, generateLocalCa({ commonName: 'unrelated CA' }).certPem)
+    const refused = await runCliAsync([...args, '--ca-file', untrusted, '--force'], { HOME: dir }, dir)
+    assert.equal(refused.code, 1, refused.stderr)
+    assert.match(refused.stderr, /^gatehouse store migrate: cannot reach the target store at rediss:\/\/localhost:\d+: .*nothing was written/)
+    const r = await runCliAsync([...args, '--ca-file', caFile, '--force', '--json'], { HOME: dir }, dir)
+    assert.equal(r.code, 0, r.stderr)
+    const out = JSON.parse(r.stdout)
+    assert.equal(out.written, true)
+    assert.equal(out.keyPrefix, PREFIX)
+    assert.deepEqual(out.copy.users, ['admin', 'bob', 'carol', 'dora'])
+    assert.equal(out.targetBefore.empty, false)
+    for (const text of [r.stdout, r.stderr, refused.stderr]) {
+      assert.ok(!text.includes(ACL_PW), 'the store password is never printed')
+      assert.ok(!text.includes('scrypt$'), 'no password hash is printed')
+    }
+    const s = await RedisStore.open({ url: tlsUrl, caFile, username: 'migrator', passwordFile: pwFile, keyPrefix: PREFIX })
+    try {
+      assert.equal((await s.getUser('dora'))?.passwordHash, DIRECTORY_HASH)
     } finally {
       await s.close()
     }
