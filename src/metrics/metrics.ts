@@ -180,19 +180,21 @@ export class Metrics {
 
   /**
    * One finished request on the data (or gRPC) listener: called once, where its access line is
-   * written. `status` is the HTTP status (0: nothing was answered); `statusClass` overrides it
-   * (gRPC). Durations in seconds; `upstreamSeconds` only when the upstream answered.
+   * written. `status` is the HTTP status (0: nothing was answered). `authenticated`: a
+   * principal was established (the decision is `allowed` unless the reason says otherwise);
+   * `own`: one of gatehouse's own routes answered it. Durations in seconds; `upstreamSeconds`
+   * only when the upstream answered.
    */
-  request(protocol: number, status: number, method: string | undefined, reason: string | undefined, authorized: boolean, own: boolean, profile: string, seconds: number, upstreamSeconds: number | undefined): void {
+  request(protocol: number, status: number, method: string | undefined, reason: string | undefined, authenticated: boolean, own: boolean, profile: string, seconds: number, upstreamSeconds: number | undefined): void {
     const sc = status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : 5
-    this.record(protocol, sc, method, reason, authorized, own, profile, seconds, upstreamSeconds)
+    this.record(protocol, sc, method, reason, authenticated, own, profile, seconds, upstreamSeconds)
   }
 
   /** As `request`, with the status class index given (0 = 1xx … 4 = 5xx, 5 = none). */
-  record(protocol: number, statusClass: number, method: string | undefined, reason: string | undefined, authorized: boolean, own: boolean, profile: string, seconds: number, upstreamSeconds: number | undefined): void {
+  record(protocol: number, statusClass: number, method: string | undefined, reason: string | undefined, authenticated: boolean, own: boolean, profile: string, seconds: number, upstreamSeconds: number | undefined): void {
     const auth = method === undefined ? 4 : (AUTH_INDEX[method] ?? 5)
     let decision: number
-    if (reason === undefined) decision = authorized ? 0 : own ? 6 : 7
+    if (reason === undefined) decision = authenticated ? 0 : own ? 6 : 7
     else if (reason === 'ERR_FORBIDDEN' || reason === 'ERR_PASSWORD_CHANGE_REQUIRED') decision = 2
     else if (reason === 'ERR_TOO_MANY_FAILURES') {
       decision = 3
@@ -202,7 +204,7 @@ export class Metrics {
       if (f !== undefined) {
         decision = 1
         add(this.#authFailures, f, 1)
-      } else if (authorized) decision = 0
+      } else if (authenticated) decision = 0
       else decision = ((ERRORS as Record<string, { status: number } | undefined>)[reason]?.status ?? 500) >= 500 ? 5 : 4
     }
     const p = PROFILE_INDEX[profile] ?? 3
