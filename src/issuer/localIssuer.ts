@@ -3,7 +3,9 @@
  *
  * - An ES256 signing key generated once into `<stateDir>/issuer/` (mode 0600) — or, on a
  *   shared store (Redis), once into the store, so every replica signs and verifies alike; its
- *   public JWKS is served on the admin listener.
+ *   public JWKS is served on the admin listener. Rotation (`rotateSigningKey`) makes a new key
+ *   current and keeps the earlier ones as retired, verify-only keys (the ring, see `KeyFile`),
+ *   until `revoke_previous` drops them all (docs/security.md, "Signing keys").
  * - Access tokens are JWTs (5 minutes); refresh tokens are opaque, stored as SHA-256 hashes,
  *   rotated on every use; presenting a spent one revokes its whole family (OAuth 2.0 Security
  *   BCP §4.14.2). Long-lived tokens are JWTs of a chosen lifetime (`infinite` allowed).
@@ -19,11 +21,11 @@
  *   loopback; on a network address it gets GATEHOUSE_ADMIN_PASSWORD or a random password
  *   written once to `<stateDir>/initial-admin-password` (see `#bootstrap`).
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, randomBytes, randomUUID, type JsonWebKey, type KeyObject } from 'node:crypto'
 import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
 import path from 'node:path'
-import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK } from 'jose'
+import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from 'jose'
 import { signedFailure, type JwtVerifier } from '../auth/authenticate.ts'
 import type { JwtShape } from '../auth/jwtShape.ts'
 import { FailureThrottle } from '../auth/throttle.ts'
@@ -106,19 +108,78 @@ export function isLoopbackAddress(address: string): boolean {
   return isIPv4(v4) && v4.startsWith('127.')
 }
 
-interface KeyFile {
+/**
+ * The signing-key ring as `<stateDir>/issuer/signing-key.json`, the shared store's
+ * `localIssuer.signingKey` value and its `localIssuer.signingKeys` setting hold it: the current
+ * key at the top (the single-key format of earlier versions, which therefore loads unchanged),
+ * and the retired keys — public halves only: they never sign again — that still verify.
+ */
+export interface KeyFile {
   iss: string
   kid: string
   privateJwk: JWK
+  /** Epoch ms; absent for a key written before rotation existed. */
+  createdAt?: number
+  retired?: RetiredKey[]
+}
+
+/** A key that no longer signs but still verifies the tokens it signed. */
+export interface RetiredKey {
+  kid: string
+  publicJwk: JWK
+  createdAt?: number
+  retiredAt: number
+}
+
+/** `GET /api/v2/security/signingKey`: never private material. */
+export interface SigningKeyStatus {
+  issuer: string
+  current_kid: string
+  keys: { kid: string; current: boolean; created_at: string | null; retired_at: string | null }[]
+}
+
+/** The ring ready to use: the current key signs, every key (current first) verifies. */
+interface Ring {
+  readonly file: KeyFile
+  readonly kid: string
+  readonly privateKey: KeyObject
+  readonly verify: ReadonlyMap<string, KeyObject>
+  readonly jwks: readonly JWK[]
+}
+
+/** The shape of gatehouse's own kids (`newSigningKey`): only such an unknown kid makes verification look in the store again. */
+const LOCAL_KID_RE = /^local-[0-9a-f]{16}$/
+/** At most one reload of the ring per this many ms for an unknown kid (a forged kid cannot hammer the store). */
+const UNKNOWN_KID_RELOAD_MS = 1000
+
+/** Build the ring from its stored form (synchronously: a worker's setting-change listener finishes before it acknowledges). */
+function buildRing(k: KeyFile): Ring {
+  const { d: _d, ...pub } = k.privateJwk
+  const verify = new Map<string, KeyObject>()
+  const jwks: JWK[] = []
+  const add = (kid: string, jwk: JWK): void => {
+    const { d: _private, kid: _k, alg: _a, use: _u, key_ops: _o, ...bare } = jwk
+    if (bare.kty !== 'EC' || bare.crv !== 'P-256' || typeof bare.x !== 'string' || typeof bare.y !== 'string') throw new Error(`signing key ${kid} is not an ES256 key`)
+    verify.set(kid, createPublicKey({ key: bare as JsonWebKey, format: 'jwk' }))
+    jwks.push({ ...bare, kid, alg: 'ES256', use: 'sig' })
+  }
+  add(k.kid, pub)
+  for (const r of k.retired ?? []) if (!verify.has(r.kid)) add(r.kid, r.publicJwk)
+  const { kid: _k, alg: _a, use: _u, key_ops: _o, ...privBare } = k.privateJwk
+  return { file: k, kid: k.kid, privateKey: createPrivateKey({ key: privBare as JsonWebKey, format: 'jwk' }), verify, jwks }
 }
 
 /** The local issuer. Create with `LocalIssuer.open`. */
 export class LocalIssuer implements JwtVerifier {
   readonly iss: string
-  readonly #kid: string
-  readonly #privateKey: Awaited<ReturnType<typeof importJWK>>
-  readonly #publicKey: Awaited<ReturnType<typeof importJWK>>
-  readonly #publicJwk: JWK
+  #ring: Ring
+  /** Where the ring lives with the file store; undefined with a shared store. */
+  readonly #keyFile: string | undefined
+  /** The ring's reload in flight, and when the last one for an unknown kid ended (Date.now). */
+  #ringReload: Promise<void> | undefined
+  #ringReloadedAt = 0
+  /** Rotations of this process, one at a time. */
+  #rotation: Promise<unknown> = Promise.resolve()
   readonly #store: IssuerStore
   readonly #c: Config['authentication']['local']
   readonly #logger: Logger
@@ -127,12 +188,10 @@ export class LocalIssuer implements JwtVerifier {
   readonly #throttle: FailureThrottle | undefined
   readonly #directory: DirectoryService
 
-  private constructor(k: KeyFile, keys: { priv: Awaited<ReturnType<typeof importJWK>>; pub: Awaited<ReturnType<typeof importJWK>>; pubJwk: JWK }, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string | undefined, directory: DirectoryService) {
-    this.iss = k.iss
-    this.#kid = k.kid
-    this.#privateKey = keys.priv
-    this.#publicKey = keys.pub
-    this.#publicJwk = keys.pubJwk
+  private constructor(ring: Ring, keyFile: string | undefined, store: IssuerStore, c: Config['authentication']['local'], logger: Logger, now: () => number, dummyHash: string | undefined, directory: DirectoryService) {
+    this.iss = ring.file.iss
+    this.#ring = ring
+    this.#keyFile = keyFile
     this.#store = store
     this.#c = c
     this.#logger = logger
@@ -150,8 +209,10 @@ export class LocalIssuer implements JwtVerifier {
     if (isSharedStore(store)) {
       // Several replicas sign and verify with one key: created once, atomically, by whichever
       // replica starts first (docs/replicas.md).
+      // After a rotation the ring is the setting (one value, so every replica hears of it).
       let created: KeyFile | undefined
-      k = await store.sharedValue(SIGNING_KEY, async () => (created = await newSigningKey()), { readOnly: opts.readOnly === true })
+      const rotated = await store.getSetting<KeyFile>(SIGNING_KEY_RING)
+      k = rotated ?? (await store.sharedValue(SIGNING_KEY, async () => (created = await newSigningKey()), { readOnly: opts.readOnly === true }))
       if (created !== undefined && created.kid === k.kid) logger.info({ iss: k.iss }, 'generated the local issuer signing key in the shared state store')
     } else {
       try {
@@ -164,11 +225,8 @@ export class LocalIssuer implements JwtVerifier {
         logger.info({ iss: k.iss }, 'generated the local issuer signing key')
       }
     }
-    const { d: _d, ...pubJwk } = k.privateJwk
-    const priv = await importJWK(k.privateJwk, 'ES256')
-    const pub = await importJWK({ ...pubJwk, kid: k.kid }, 'ES256')
     const directory = new DirectoryService({ config: ldapFromConfig(c.authentication.ldap), caFile: c.authentication.ldap.caFile, extraCa: opts.extraCa, store, logger, now: opts.now })
-    const issuer = new LocalIssuer(k, { priv, pub, pubJwk: { ...pubJwk, kid: k.kid, alg: 'ES256', use: 'sig' } }, store, c.authentication.local, logger, opts.now ?? Date.now, opts.readOnly === true ? undefined : await dummyPasswordHash(), directory)
+    const issuer = new LocalIssuer(buildRing(k), isSharedStore(store) ? undefined : file, store, c.authentication.local, logger, opts.now ?? Date.now, opts.readOnly === true ? undefined : await dummyPasswordHash(), directory)
     if (opts.readOnly !== true) await issuer.#bootstrap(c)
     return issuer
   }
@@ -215,9 +273,113 @@ export class LocalIssuer implements JwtVerifier {
     return this.#directory
   }
 
-  /** The public JWKS served on the admin listener. */
+  /** The public JWKS served on the admin listener: the current key first, then the retired ones. */
   jwks(): { keys: JWK[] } {
-    return { keys: [this.#publicJwk] }
+    return { keys: this.#ring.jwks.map((k) => ({ ...k })) }
+  }
+
+  // --- the signing-key ring ---------------------------------------------------------------
+
+  /** `GET /api/v2/security/signingKey`: kids and times, never a private part. */
+  signingKeyStatus(): SigningKeyStatus {
+    const f = this.#ring.file
+    const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString())
+    return {
+      issuer: this.iss,
+      current_kid: f.kid,
+      keys: [
+        { kid: f.kid, current: true, created_at: iso(f.createdAt), retired_at: null },
+        ...(f.retired ?? []).map((r) => ({ kid: r.kid, current: false, created_at: iso(r.createdAt), retired_at: iso(r.retiredAt) })),
+      ],
+    }
+  }
+
+  /**
+   * `POST /api/v2/security/signingKey/rotate`: a new ES256 key signs from now on; the previous
+   * current key and every retired one keep verifying (so no issued token breaks) — unless
+   * `revokePrevious`, which drops them all: every token they signed is refused at once, through
+   * the verified-token cache too (`revalidator`). The ring is written as one value: the key file
+   * (atomically, 0600; then a setting tells the other workers) or, with a shared store, the
+   * `localIssuer.signingKeys` setting (published to every replica).
+   */
+  rotateSigningKey(revokePrevious: boolean): Promise<SigningKeyStatus> {
+    const run = async (): Promise<SigningKeyStatus> => {
+      const base = await this.#readRing()
+      if (base.iss !== this.iss) throw new GatehouseError('ERR_INTERNAL', { detail: `the stored signing key belongs to issuer ${base.iss}, this process to ${this.iss}: restart it` })
+      const fresh = await newSigningKey()
+      const now = this.#now()
+      const { d: _d, ...previous } = base.privateJwk
+      const retired: RetiredKey[] = revokePrevious ? [] : [{ kid: base.kid, publicJwk: previous, ...(base.createdAt === undefined ? {} : { createdAt: base.createdAt }), retiredAt: now }, ...(base.retired ?? [])]
+      const next: KeyFile = { iss: base.iss, kid: fresh.kid, privateJwk: fresh.privateJwk, createdAt: now, retired }
+      const ring = buildRing(next)
+      if (this.#keyFile === undefined) {
+        await this.#store.putSetting(SIGNING_KEY_RING, next)
+        this.#ring = ring
+      } else {
+        writeFileAtomic(this.#keyFile, JSON.stringify(next), 0o600)
+        this.#ring = ring
+        // Other workers (workers: N) read the file again when they hear of this setting.
+        await this.#store.putSetting(SIGNING_KEY_NOTICE, { current: next.kid, keys: ring.verify.size, at: now })
+      }
+      this.#logger.info({ kid: next.kid, retired: retired.length, revokedPrevious: revokePrevious }, revokePrevious ? 'rotated the local issuer signing key and dropped every earlier key' : 'rotated the local issuer signing key; earlier keys verify until revoked')
+      return this.signingKeyStatus()
+    }
+    const p = this.#rotation.then(run, run)
+    this.#rotation = p.catch(() => {})
+    return p
+  }
+
+  /** The ring as stored now. */
+  async #readRing(): Promise<KeyFile> {
+    if (this.#keyFile !== undefined) return JSON.parse(readFileSync(this.#keyFile, 'utf8')) as KeyFile
+    const s = this.#store
+    const rotated = await s.getSetting<KeyFile>(SIGNING_KEY_RING)
+    if (rotated !== undefined) return rotated
+    if (!isSharedStore(s)) throw new GatehouseError('ERR_INTERNAL', { detail: 'no signing key' })
+    return s.sharedValue<KeyFile>(SIGNING_KEY, () => Promise.reject(new Error('the shared store lost the signing key')), { readOnly: true })
+  }
+
+  /**
+   * Load the ring again (another replica or worker rotated). With the file store the work is
+   * done before this returns its promise (a worker acknowledges the change right after).
+   */
+  reloadSigningKeys(): Promise<void> {
+    const apply = (k: KeyFile): void => {
+      if (k.iss !== this.iss) {
+        this.#logger.error({ stored: k.iss, running: this.iss }, 'the stored signing key belongs to another issuer; keeping the running keys (restart this process)')
+        return
+      }
+      if (k.kid === this.#ring.kid && JSON.stringify(k.retired ?? []) === JSON.stringify(this.#ring.file.retired ?? [])) return
+      this.#ring = buildRing(k)
+      this.#logger.info({ kid: k.kid, retired: k.retired?.length ?? 0 }, 'loaded the local issuer signing keys again')
+    }
+    if (this.#keyFile !== undefined) {
+      try {
+        apply(JSON.parse(readFileSync(this.#keyFile, 'utf8')) as KeyFile)
+        return Promise.resolve()
+      } catch (e) {
+        return Promise.reject(e as Error)
+      }
+    }
+    return this.#readRing().then(apply)
+  }
+
+  /** The key that verifies `kid`: an unknown local kid reloads the ring once (rate-limited) before it is refused. */
+  async #verifyKey(kid: unknown): Promise<KeyObject | undefined> {
+    if (typeof kid !== 'string') return undefined
+    const known = this.#ring.verify.get(kid)
+    if (known !== undefined || !LOCAL_KID_RE.test(kid)) return known
+    if (this.#ringReload === undefined) {
+      if (Date.now() - this.#ringReloadedAt < UNKNOWN_KID_RELOAD_MS) return undefined
+      this.#ringReload = this.reloadSigningKeys()
+        .catch((e: unknown) => this.#logger.warn({ error: (e as Error).message }, 'could not load the local issuer signing keys again for an unknown kid'))
+        .finally(() => {
+          this.#ringReloadedAt = Date.now()
+          this.#ringReload = undefined
+        })
+    }
+    await this.#ringReload
+    return this.#ring.verify.get(kid)
   }
 
   // --- login and tokens ---------------------------------------------------------------
@@ -443,18 +605,19 @@ export class LocalIssuer implements JwtVerifier {
 
   async #sign(user: UserRecord, typ: 'access' | 'long-lived', lifetimeMs: number, family: string | undefined): Promise<string> {
     const now = this.#now()
+    const ring = this.#ring
     const claims: Record<string, unknown> = { role: user.role, gen: user.generation, typ }
     if (family !== undefined) claims.fam = family
     if (user.mustChangePassword) claims.pcr = true
     return new SignJWT(claims)
-      .setProtectedHeader({ alg: 'ES256', kid: this.#kid, typ: 'JWT' })
+      .setProtectedHeader({ alg: 'ES256', kid: ring.kid, typ: 'JWT' })
       .setIssuer(this.iss)
       .setAudience(AUDIENCE)
       .setSubject(user.username)
       .setJti(randomUUID())
       .setIssuedAt(Math.floor(now / 1000))
       .setExpirationTime(Math.floor((now + lifetimeMs) / 1000))
-      .sign(this.#privateKey)
+      .sign(ring.privateKey)
   }
 
   /** `POST /api/v2/users/tokens`: a long-lived token for the caller (`Infinity` allowed). */
@@ -470,10 +633,11 @@ export class LocalIssuer implements JwtVerifier {
   // --- verification (JwtVerifier) -----------------------------------------------------
 
   async verify(token: string, shape: JwtShape): Promise<Principal> {
-    if (shape.header.alg !== 'ES256' || shape.header.kid !== this.#kid) throw new GatehouseError('ERR_INVALID_TOKEN', { detail: 'local token with a foreign alg or kid' })
+    const key = shape.header.alg === 'ES256' ? await this.#verifyKey(shape.header.kid) : undefined
+    if (key === undefined) throw new GatehouseError('ERR_INVALID_TOKEN', { detail: 'local token with a foreign alg or kid' })
     let payload
     try {
-      payload = (await jwtVerify(token, this.#publicKey, { issuer: this.iss, audience: AUDIENCE, algorithms: ['ES256'], requiredClaims: ['exp', 'sub'], currentDate: new Date(this.#now()) })).payload
+      payload = (await jwtVerify(token, key, { issuer: this.iss, audience: AUDIENCE, algorithms: ['ES256'], requiredClaims: ['exp', 'sub'], currentDate: new Date(this.#now()) })).payload
     } catch (e) {
       const code = (e as { code?: string }).code
       const err = new GatehouseError(code === 'ERR_JWT_EXPIRED' ? 'ERR_TOKEN_EXPIRED' : 'ERR_INVALID_TOKEN', { detail: (e as Error).message })
@@ -490,7 +654,9 @@ export class LocalIssuer implements JwtVerifier {
     const sub = String(shape.payload.sub)
     const gen = shape.payload.gen
     const fam = typeof shape.payload.fam === 'string' ? shape.payload.fam : undefined
-    return () => this.#store.generationSync(sub) === gen && (fam === undefined || !this.#store.familyRevokedSync(fam))
+    const kid = shape.header.kid
+    // The kid is checked on every hit: revoking earlier signing keys refuses cached tokens too.
+    return () => typeof kid === 'string' && this.#ring.verify.has(kid) && this.#store.generationSync(sub) === gen && (fam === undefined || !this.#store.familyRevokedSync(fam))
   }
 
   // --- users -------------------------------------------------------------------------
@@ -672,11 +838,15 @@ function initialPassword(file: string): string {
 async function newSigningKey(): Promise<KeyFile> {
   const { privateKey } = await generateKeyPair('ES256', { extractable: true })
   const id = randomBytes(8).toString('hex')
-  return { iss: `urn:gatehouse:local:${id}`, kid: `local-${id}`, privateJwk: { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' } }
+  return { iss: `urn:gatehouse:local:${id}`, kid: `local-${id}`, privateJwk: { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' }, createdAt: Date.now() }
 }
 
-/** The shared store's name of the local issuer's signing key. */
+/** The shared store's name of the local issuer's signing key (the ring as first created, or migrated). */
 const SIGNING_KEY = 'localIssuer.signingKey'
+/** The setting holding the ring once it was rotated on a shared store (published to every replica). */
+export const SIGNING_KEY_RING = 'localIssuer.signingKeys'
+/** The setting that tells the other workers of a file store that the key file changed (no key material). */
+export const SIGNING_KEY_NOTICE = 'localIssuer.signingKeysChanged'
 
 /** The hash unknown names are checked against (a random password nobody knows). */
 function dummyPasswordHash(): Promise<string> {

@@ -13,7 +13,7 @@ import type { Readiness } from '../admin/routes.ts'
 import type { JwtVerifier } from '../auth/authenticate.ts'
 import { createOidc, type OidcRuntime } from '../auth/oidc/setup.ts'
 import { formatProblem, loadConfig, type LoadOptions } from '../config/load.ts'
-import { LocalIssuer } from '../issuer/localIssuer.ts'
+import { LocalIssuer, SIGNING_KEY_NOTICE, SIGNING_KEY_RING } from '../issuer/localIssuer.ts'
 import { openStore, type OpenedStore } from '../store/open.ts'
 import type { IssuerStore } from '../store/store.ts'
 import { OutboundTrust } from '../upstream/trust.ts'
@@ -261,6 +261,8 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   store.onSettingChange?.((key) => {
     if (key === 'tls') void certs?.reload()
     if (key === 'caCert') void trust.reload()
+    // Another replica or worker rotated the local issuer's signing key (docs/security.md, "Signing keys").
+    if (key === SIGNING_KEY_RING || key === SIGNING_KEY_NOTICE) issuer?.reloadSigningKeys().catch((e: unknown) => logger.warn({ error: (e as Error).message }, 'could not load the rotated signing keys; an unknown kid loads them again'))
   })
   // Reload (SIGHUP, or a watched file changed): load and validate anew; apply only a valid
   // config, swapping runtime and forwarder as one unit between two requests. In-flight requests

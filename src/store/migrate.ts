@@ -33,6 +33,9 @@ export interface SigningKey {
   readonly iss: string
   readonly kid: string
   readonly privateJwk: Record<string, unknown>
+  /** After a rotation (localIssuer.ts `KeyFile`): when the current key was made, and the retired, verify-only keys. */
+  readonly createdAt?: number
+  readonly retired?: readonly { readonly kid: string; readonly publicJwk: Record<string, unknown>; readonly createdAt?: number; readonly retiredAt: number }[]
 }
 
 /** Everything that will be copied, validated, with what was left behind. */
@@ -167,9 +170,17 @@ export async function readFileState(stateDir: string, opts: { readonly now: numb
       const jwk = k.privateJwk
       if (!isStr(k.iss) || !isStr(k.kid) || typeof jwk !== 'object' || jwk === null || jwk.kty !== 'EC' || jwk.crv !== 'P-256' || !isStr(jwk.d)) throw new Error('shape')
       await importJWK(jwk, 'ES256')
-      signingKey = { iss: k.iss, kid: k.kid, privateJwk: jwk }
+      if (k.createdAt !== undefined && typeof k.createdAt !== 'number') throw new Error('shape')
+      if (k.retired !== undefined && !Array.isArray(k.retired)) throw new Error('shape')
+      // The retired keys go along: the tokens they signed keep working on the replicas.
+      for (const r of k.retired ?? []) {
+        const p = r.publicJwk as Record<string, unknown> | undefined
+        if (!isStr(r.kid) || typeof r.retiredAt !== 'number' || typeof p !== 'object' || p === null || p.kty !== 'EC' || p.crv !== 'P-256' || p.d !== undefined) throw new Error('shape')
+        await importJWK(p, 'ES256')
+      }
+      signingKey = { iss: k.iss, kid: k.kid, privateJwk: jwk, ...(k.createdAt === undefined ? {} : { createdAt: k.createdAt }), ...(k.retired === undefined ? {} : { retired: k.retired }) }
     } catch {
-      bad('issuer/signing-key.json', 'the key', 'not an ES256 private JWK with iss and kid as gatehouse writes it')
+      bad('issuer/signing-key.json', 'the key', 'not an ES256 private JWK with iss and kid (and retired public keys) as gatehouse writes it')
     }
   }
 
