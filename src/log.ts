@@ -181,6 +181,7 @@ export type AuditEvent =
   | 'lockout_policy.reset'
   | 'tls.changed'
   | 'ca_cert.changed'
+  | 'signing_key.rotated'
   | 'ldap.changed'
   | 'refresh.directory_refused'
 

@@ -255,6 +255,17 @@ const ROUTES: Route[] = [
     run: async (c, d) => ({ data: await d.trust.set(str((await c.body()).certificate, 'certificate', '"<PEM>"')) }),
   },
   { method: 'DELETE', path: /^\/api\/v2\/security\/caCert$/, access: 'admin', local: true, audit: { events: ['ca_cert.changed'], target: () => 'caCert', extra: change('unset') }, run: async (_c, d) => ({ data: await d.trust.unset() }) },
+  // The local issuer's signing keys (docs/security.md, "Signing keys"): kids and times, never a private part.
+  { method: 'GET', path: /^\/api\/v2\/security\/signingKey$/, access: 'reader', local: true, run: async (_c, d) => ({ data: iss(d).signingKeyStatus() }) },
+  {
+    method: 'POST', path: /^\/api\/v2\/security\/signingKey\/rotate$/, access: 'admin', local: true,
+    audit: { events: ['signing_key.rotated'], target: () => 'signingKey', extra: (c) => ({ revokePrevious: c.parsed?.revoke_previous === true }) },
+    run: async (c, d) => {
+      const b = await c.body() // no body: {}
+      if (b.revoke_previous !== undefined && typeof b.revoke_previous !== 'boolean') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'revoke_previous must be true or false: send {"revoke_previous": true}, or no body' })
+      return { data: await iss(d).rotateSigningKey(b.revoke_previous === true) }
+    },
+  },
   // --- directory users (gatehouse user ldap …; docs/directory.md). Admin only: the settings name the reader account.
   { method: 'GET', path: /^\/api\/v2\/ldap$/, access: 'admin', local: true, run: async (_c, d) => ({ data: await iss(d).directory.show() }) },
   { method: 'POST', path: /^\/api\/v2\/ldap$/, access: 'admin', local: true, audit: { events: ['ldap.changed'], target: () => 'ldap', extra: change('setup') }, run: async (c, d) => ({ data: await iss(d).directory.setup(await c.body(), false) }) },

@@ -38,6 +38,7 @@ Weka-style administration (talks to the admin API; see docs/api.md):
   gatehouse security login-banner show | set TEXT | reset | enable | disable
   gatehouse security tls status | set --certificate FILE --private-key FILE | unset
   gatehouse security ca-cert status | set --cert-file FILE | unset
+  gatehouse security signing-key status | rotate [--revoke-previous]
 These take --host URL (or $GATEHOUSE_HOST; default https://localhost:14000), --ca FILE (or
 $GATEHOUSE_CA_FILE; else $GATEHOUSE_STATE_DIR/tls/self-signed.crt and served.crt when readable;
 else the system CAs) and --path FILE (the token file; or $GATEHOUSE_TOKEN_FILE). The access token

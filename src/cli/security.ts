@@ -1,6 +1,6 @@
 /**
- * `gatehouse security …`: lockout policy, login banner, the listeners' TLS certificate and the
- * outbound CA certificate, through the admin API (docs/api.md). Short human text by default,
+ * `gatehouse security …`: lockout policy, login banner, the listeners' TLS certificate, the
+ * outbound CA certificate and the local issuer's signing keys, through the admin API (docs/api.md). Short human text by default,
  * the server's `data` with --json.
  */
 import { readFileSync } from 'node:fs'
@@ -225,6 +225,40 @@ async function caUnset(v: Values, pos: string[]): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The local issuer's signing keys (docs/security.md, "Signing keys").
+
+interface SigningKeyStatus {
+  issuer?: string
+  current_kid?: string
+  keys?: { kid: string; current: boolean; created_at: string | null; retired_at: string | null }[]
+}
+
+function signingKeyText(s: SigningKeyStatus): string {
+  const keys = s.keys ?? []
+  const rows = keys.map((k) => `  ${k.kid}  ${k.current ? 'current' : 'retired'}  created ${k.created_at ?? 'unknown'}${k.retired_at === null ? '' : `  retired ${k.retired_at}`}`)
+  return `${fields([
+    ['issuer', s.issuer],
+    ['current key', s.current_kid],
+    ['retired keys', keys.filter((k) => !k.current).length],
+  ])}\n${rows.join('\n')}`
+}
+
+async function signingKeyStatus(v: Values, pos: string[]): Promise<number> {
+  noPositionals(pos)
+  return withClient(v, async (c) => show(v, (await c.call('GET', '/api/v2/security/signingKey')) as SigningKeyStatus, signingKeyText))
+}
+
+async function signingKeyRotate(v: Values, pos: string[]): Promise<number> {
+  noPositionals(pos)
+  const revoke = v['revoke-previous'] === true
+  return withClient(v, async (c) => {
+    const s = (await c.call('POST', '/api/v2/security/signingKey/rotate', { body: { revoke_previous: revoke } })) as SigningKeyStatus
+    const note = revoke ? 'every earlier key was dropped: tokens they signed are refused from now on' : 'earlier keys still verify the tokens they signed'
+    return show(v, s, (x) => `new tokens are signed with ${x.current_kid ?? '?'}; ${note}\n${signingKeyText(x)}`)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
 // The command table (merged into main.ts's COMMANDS).
 
 const json = { json: { type: 'boolean' } } as const
@@ -275,4 +309,14 @@ export const SECURITY_COMMANDS: Record<string, AdminCommand> = {
     true,
   ),
   'security ca-cert unset': cmd('gatehouse security ca-cert unset [--json]\n\nRemove the extra CA certificate (admin).', caUnset, {}, true),
+  'security signing-key status': cmd('gatehouse security signing-key status [--json]\n\nShow the local issuer\'s signing keys: which one signs (current) and which only verify (retired), with\ntheir creation and retirement times (admin, readonly). Never a private key.', signingKeyStatus, {}, true),
+  'security signing-key rotate': cmd(
+    'gatehouse security signing-key rotate [--revoke-previous] [--json]\n\n' +
+      'Generate a new signing key for the local issuer and sign every new token with it (admin). Earlier keys\n' +
+      'stay as retired keys, so tokens already issued keep working. With --revoke-previous (after a key leak)\n' +
+      'every earlier key is dropped at once: every token they signed is refused, on every replica.',
+    signingKeyRotate,
+    { 'revoke-previous': { type: 'boolean' } },
+    true,
+  ),
 }
