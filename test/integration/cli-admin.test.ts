@@ -123,6 +123,7 @@ describe('gatehouse user / security against a real gatehouse', () => {
       'security login-banner show', 'security login-banner set', 'security login-banner reset', 'security login-banner enable', 'security login-banner disable',
       'security tls status', 'security tls set', 'security tls unset',
       'security ca-cert status', 'security ca-cert set', 'security ca-cert unset',
+      'security signing-key status', 'security signing-key rotate',
     ]
     const runs = await Promise.all(names.map((n) => cli([...n.split(' '), '--help'])))
     runs.forEach((r, i) => {
