@@ -26,13 +26,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { cpus, tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool, request } from 'undici'
 import { startRedis, type RunningRedis } from '../test/helpers/redis.ts'
+import { startOkUpstream } from './lib/okUpstream.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'dist/bin/gatehouse.js')
@@ -234,13 +233,9 @@ function report(logins: LoginCandidate[], tokens: TokenCandidate[]): void {
 // --- main -----------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const upstream = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 })
-    res.end('ok')
-  })
-  upstream.keepAliveTimeout = 60_000
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
-  const up = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
+  // An upstream that is never the bottleneck: a fixed small answer, keep-alive.
+  const upstream = await startOkUpstream()
+  const up = upstream.url
   const dir = mkdtempSync(path.join(tmpdir(), 'gh-bench-redis-'))
   const noCache = path.join(dir, 'nocache.yaml')
   writeFileSync(noCache, 'authentication:\n  tokenCache:\n    maxEntries: 0\n')

@@ -14,13 +14,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { startIssuer } from '../test/helpers/issuer.ts'
+import { startOkUpstream } from './lib/okUpstream.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'dist/bin/gatehouse.js')
@@ -42,13 +41,8 @@ interface Candidate {
 
 async function main(): Promise<void> {
   // An upstream that is never the bottleneck: a fixed small answer, keep-alive.
-  const upstream = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 })
-    res.end('ok')
-  })
-  upstream.keepAliveTimeout = 60_000
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
-  const upUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
+  const upstream = await startOkUpstream()
+  const upUrl = upstream.url
   const issuer = await startIssuer({ audience: 'gatehouse' })
   const jwt = await issuer.sign({ email: 'bench@example.com', groups: ['g'], exp: Math.floor(Date.now() / 1000) + 3600 })
   const key = 'bench-api-key-0123456789'
