@@ -691,7 +691,9 @@ export class LocalIssuer implements JwtVerifier {
     if (typeof role !== 'string' || !(ROLES as readonly string[]).includes(role)) throw new GatehouseError('ERR_BAD_REQUEST', { message: `role must be one of ${ROLES.join(', ')}` })
     if (typeof password !== 'string') throw new GatehouseError('ERR_BAD_REQUEST', { message: 'password is required' })
     assertPasswordPolicy(password)
-    const u: UserRecord = { username, uid: randomUUID(), role: role as Role, passwordHash: await hashPassword(password), mustChangePassword: false, generation: 0, createdAt: this.#now() }
+    // The generation starts at the creation time, not 0: a user deleted and created again under
+    // the same name must not accept the tokens (or sessions) of the one that was deleted.
+    const u: UserRecord = { username, uid: randomUUID(), role: role as Role, passwordHash: await hashPassword(password), mustChangePassword: false, generation: this.#now(), createdAt: this.#now() }
     if (!(await this.#store.createUser(u))) throw new GatehouseError('ERR_USER_EXISTS')
     return { username, role, uid: u.uid }
   }

@@ -139,6 +139,20 @@ describe('local users: login, tokens, revocation', () => {
     assert.equal((await gh.request('/x', { token: again.access })).status, 200)
   })
 
+  it('a user deleted and created again under the same name does not inherit the old tokens', async () => {
+    await asAdmin('/api/v2/users', 'POST', { username: 'again', password: 'Again-pass-1', role: 'admin' })
+    const t = tokens(await login(gh, 'again', 'Again-pass-1'))
+    const ll = (await gh.admin('/api/v2/users/tokens', { method: 'POST', token: t.access, body: json({ access_token_timeout: 'infinite' }) })).json().data
+    usedSecrets.add(ll.access_token)
+    assert.equal((await gh.request('/x', { token: ll.access_token })).status, 200) // now cached
+    assert.equal((await asAdmin('/api/v2/users/again', 'DELETE')).status, 200)
+    assert.equal((await asAdmin('/api/v2/users', 'POST', { username: 'again', password: 'Again-pass-1', role: 'admin' })).status, 201)
+    assert.equal((await gh.request('/x', { token: ll.access_token })).status, 401, 'the deleted user’s long-lived token')
+    assert.equal((await gh.request('/x', { token: t.access })).status, 401, 'the deleted user’s access token')
+    assert.equal((await gh.admin('/api/v2/login/refresh', { method: 'POST', body: json({ refresh_token: t.refresh }) })).status, 401, 'the deleted user’s refresh token')
+    assert.equal((await gh.request('/x', { token: tokens(await login(gh, 'again', 'Again-pass-1')).access })).status, 200, 'the new user’s own tokens work')
+  })
+
   it('an infinite long-lived token, and a password change that revokes earlier tokens', async () => {
     await asAdmin('/api/v2/users', 'POST', { username: 'pat', password: 'Pat-pass-001', role: 'regular' })
     const t = tokens(await login(gh, 'pat', 'Pat-pass-001'))
