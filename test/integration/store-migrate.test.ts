@@ -190,13 +190,18 @@ describe('gatehouse store migrate: one replica on the file store → several on 
     const s = await RedisStore.open({ url: redis.url, passwordFile: pwFile })
     try {
       const users = await s.listUsers()
-      assert.deepEqual(users.map((u) => [u.username, u.role, u.mustChangePassword, u.generation]), [['admin', 'admin', false, 0], ['bob', 'regular', false, 0], ['carol', 'readonly', false, 0]])
+      // Generations exactly as in the file store (a created user's starts at its creation time).
+      const source = JSON.parse(readFileSync(path.join(stateDir, 'store', 'users.json'), 'utf8')) as Record<string, { generation: number }>
+      const gen = (u: string): number => source[u]?.generation as number
+      assert.equal(gen('admin'), 0, 'the first admin starts at 0')
+      assert.ok(gen('bob') > 0)
+      assert.deepEqual(users.map((u) => [u.username, u.role, u.mustChangePassword, u.generation]), [['admin', 'admin', false, 0], ['bob', 'regular', false, gen('bob')], ['carol', 'readonly', false, gen('carol')]])
       assert.deepEqual(await s.getSetting('lockoutPolicy'), { failedAttempts: 7, lockoutMs: 600_000 })
       assert.deepEqual(await s.getSetting('banner'), { text: BANNER, enabled: true })
       const lock = await s.lockState('carol', Date.now())
       assert.equal(lock.failures, 2)
       assert.equal(lock.lockedUntil, 0)
-      assert.equal(s.generationSync('bob'), 0)
+      assert.equal(s.generationSync('bob'), gen('bob'))
     } finally {
       await s.close()
     }
