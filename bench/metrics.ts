@@ -19,13 +19,11 @@
  * skew (as bench/peers.ts's same-noise pairs). No timing is asserted anywhere.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool, request } from 'undici'
-import { startIssuer } from '../test/helpers/issuer.ts'
-import { startOkUpstream } from './lib/okUpstream.ts'
+import { startSelfBench } from './lib/okUpstream.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'dist/bin/gatehouse.js')
@@ -55,14 +53,7 @@ interface Candidate {
 }
 
 async function main(): Promise<void> {
-  // An upstream that is never the bottleneck: a fixed small answer, keep-alive.
-  const upstream = await startOkUpstream()
-  const upUrl = upstream.url
-  const issuer = await startIssuer({ audience: 'gatehouse' })
-  const jwt = await issuer.sign({ email: 'bench@example.com', groups: ['g'], exp: Math.floor(Date.now() / 1000) + 3600 })
-  const key = 'bench-api-key-0123456789'
-  const dir = mkdtempSync(path.join(tmpdir(), 'gh-bench-metrics-'))
-  const base = { GATEHOUSE_UPSTREAM_URL: upUrl, GATEHOUSE_TLS_ENABLED: 'false', GATEHOUSE_LOG_LEVEL: 'info' }
+  const { upstream, issuer, jwt, key, dir, base } = await startSelfBench('gh-bench-metrics-')
   const apikey = { ...base, AUTHENTICATION_APIKEY_ENABLED: 'true', AUTHENTICATION_APIKEY_ALLOWED_KEYS: key, AUTHENTICATION_APIKEY_USERS: 'bench' }
   const oidc = { ...base, AUTHENTICATION_OIDC_ENABLED: 'true', AUTHENTICATION_OIDC_ISSUER: issuer.url, AUTHENTICATION_OIDC_CLIENT_ID: 'gatehouse', AUTHENTICATION_OIDC_USERNAME_CLAIM: 'email', AUTHENTICATION_OIDC_GROUPS_CLAIM: 'groups' }
   const cand = (pair: string, metrics: boolean, env: Record<string, string>, token: string, role: Candidate['role'] = metrics ? 'test' : 'base'): Candidate => ({ name: `${pair}, metrics ${metrics ? 'on' : 'off'}${pair.startsWith('control') ? ` (${role})` : ''}`, pair, role, metrics, env: { ...env, GATEHOUSE_METRICS_ENABLED: String(metrics) }, token, rps: [], cpuUs: [] })

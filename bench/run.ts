@@ -13,13 +13,11 @@
  * (nginx, HAProxy, mod_auth_openidc) is the benchmark issue's.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
-import { startIssuer } from '../test/helpers/issuer.ts'
-import { startOkUpstream } from './lib/okUpstream.ts'
+import { startSelfBench } from './lib/okUpstream.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'dist/bin/gatehouse.js')
@@ -40,14 +38,7 @@ interface Candidate {
 }
 
 async function main(): Promise<void> {
-  // An upstream that is never the bottleneck: a fixed small answer, keep-alive.
-  const upstream = await startOkUpstream()
-  const upUrl = upstream.url
-  const issuer = await startIssuer({ audience: 'gatehouse' })
-  const jwt = await issuer.sign({ email: 'bench@example.com', groups: ['g'], exp: Math.floor(Date.now() / 1000) + 3600 })
-  const key = 'bench-api-key-0123456789'
-  const dir = mkdtempSync(path.join(tmpdir(), 'gh-bench-'))
-  const base = { GATEHOUSE_UPSTREAM_URL: upUrl, GATEHOUSE_TLS_ENABLED: 'false', GATEHOUSE_LOG_LEVEL: 'info' }
+  const { upstream, issuer, jwt, key, dir, base } = await startSelfBench('gh-bench-')
   const oidc = {
     AUTHENTICATION_OIDC_ENABLED: 'true',
     AUTHENTICATION_OIDC_ISSUER: issuer.url,

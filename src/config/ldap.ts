@@ -5,25 +5,16 @@
  * configuration would.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import type { Config } from './types.ts'
+import type { Config, LdapDirectoryShape } from './types.ts'
 
 /** The effective directory settings (durations in ms; the reader's password resolved). */
-export interface LdapSettings {
+export interface LdapSettings extends LdapDirectoryShape {
   readonly enabled: boolean
   readonly urls: readonly string[]
   readonly startTls: boolean
   readonly bindDn: string
   /** Never printed, logged or returned by `show`. */
   readonly bindPassword: string
-  readonly userBaseDn: string
-  readonly userObjectClass: string
-  readonly userIdAttribute: string
-  readonly userFilter: string
-  readonly groupBaseDn: string
-  readonly groupObjectClass: string
-  readonly membershipAttribute: 'member' | 'uniqueMember' | 'memberUid' | 'memberOf'
-  readonly groupIdAttribute: string
-  readonly roleGroups: { readonly admin: string; readonly regular: string; readonly readonly: string }
   readonly connectTimeoutMs: number
   readonly operationTimeoutMs: number
   /** Active Directory preset when not empty (docs/directory.md). */

@@ -3,6 +3,7 @@
  * and consumed only at start by `compile`; the hot path never reads it.
  */
 import type { LogLevel } from '../log.ts'
+import type { StoreSettings } from '../store/open.ts'
 
 /** The upstream profile decides what counts as a read and which paths are public (SPEC §6). */
 export type ProfileName = 'generic' | 'weaviate' | 'qdrant'
@@ -47,18 +48,7 @@ export interface Config {
   readonly workers: number
   readonly stateDir: string
   /** The state store (docs/replicas.md); durations in ms. */
-  readonly store: {
-    /** `file:` or a `redis://` / `rediss://` URL (never with a password in it). */
-    readonly url: string
-    readonly caFile: string | undefined
-    readonly username: string | undefined
-    readonly password: string | undefined
-    readonly passwordFile: string | undefined
-    readonly keyPrefix: string
-    readonly connectTimeout: number
-    readonly commandTimeout: number
-    readonly maxStaleness: number
-  }
+  readonly store: StoreSettings
   readonly log: { readonly level: LogLevel; readonly access: boolean }
   /** `GET /metrics` (docs/metrics.md). */
   readonly metrics: { readonly enabled: boolean; readonly bearerToken: string | undefined; readonly bearerTokenFile: string | undefined }
@@ -137,22 +127,13 @@ export interface Config {
       readonly loginThrottle: { readonly enabled: boolean; readonly maxFailures: number; readonly window: number; readonly blockDuration: number }
     }
     /** Directory users (SPEC §12, docs/directory.md); durations in ms. */
-    readonly ldap: {
+    readonly ldap: LdapDirectoryShape & {
       readonly enabled: boolean
       readonly urls: readonly string[]
       readonly startTls: boolean
       readonly bindDn: string
       readonly bindPassword: string | undefined
       readonly bindPasswordFile: string | undefined
-      readonly userBaseDn: string
-      readonly userObjectClass: string
-      readonly userIdAttribute: string
-      readonly userFilter: string
-      readonly groupBaseDn: string
-      readonly groupObjectClass: string
-      readonly membershipAttribute: 'member' | 'uniqueMember' | 'memberUid' | 'memberOf'
-      readonly groupIdAttribute: string
-      readonly roleGroups: { readonly admin: string; readonly regular: string; readonly readonly: string }
       readonly timeouts: { readonly connect: number; readonly operation: number }
       readonly caFile: string | undefined
       readonly localShadowsDirectory: boolean
@@ -219,4 +200,17 @@ export interface Problem {
   readonly message: string
   /** What to do about it. */
   readonly remedy: string
+}
+
+/** Where users and groups are in a directory: shared by `authentication.ldap` and the effective settings. */
+export interface LdapDirectoryShape {
+  readonly userBaseDn: string
+  readonly userObjectClass: string
+  readonly userIdAttribute: string
+  readonly userFilter: string
+  readonly groupBaseDn: string
+  readonly groupObjectClass: string
+  readonly membershipAttribute: 'member' | 'uniqueMember' | 'memberUid' | 'memberOf'
+  readonly groupIdAttribute: string
+  readonly roleGroups: { readonly admin: string; readonly regular: string; readonly readonly: string }
 }

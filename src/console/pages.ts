@@ -283,7 +283,7 @@ export function securityPage(viewer: Viewer, s: SecurityView, ns: readonly Notic
     <p class="hint">The same checks as <code>gatehouse security tls set</code>: a PEM certificate (chain) and its private key, which must match; both listeners present it at the next handshake. The current certificate stays in use if anything is wrong.</p>
     <div class="row">
       <div class="field"><label for="tls-cert">Certificate (PEM) <input type="file" accept=".pem,.crt,.cer" data-into="tls-cert" aria-label="Read the certificate from a file"></label><textarea id="tls-cert" name="certificate" spellcheck="false" placeholder="-----BEGIN CERTIFICATE-----" required></textarea></div>
-      <div class="field"><label for="tls-key">Private key (PEM) <input type="file" accept=".pem,.key" data-into="tls-key" aria-label="Read the private key from a file"></label><textarea id="tls-key" name="private_key" spellcheck="false" placeholder="-----BEGIN PRIVATE KEY-----" required></textarea></div>
+      <div class="field"><label for="tls-key">Private key (PEM) <input type="file" accept=".pem,.key" data-into="tls-key" aria-label="Read the private key from a file"></label><textarea id="tls-key" name="private_key" spellcheck="false" placeholder="Paste the PEM private key that matches the certificate" required></textarea></div>
     </div>
     <div class="actions-row"><button type="submit">Upload certificate</button></div>
   </form>
