@@ -42,7 +42,8 @@ import { ensurePackages, onPath } from './lib/install.ts'
 import { runNodeLoad, runWrk, stopLoad, type LoadOptions, type LoadResult } from './lib/load.ts'
 import { coreBusy, cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, rssSampler, stopAll, stopProc, type Proc } from './lib/proc.ts'
 import { prove, type BadCredential } from './lib/proof.ts'
-import { newRow, table, type Row } from './lib/report.ts'
+import { barChart, type Bar } from './lib/chart.ts'
+import { median, newRow, table, type Row } from './lib/report.ts'
 
 const argv = process.argv.slice(2)
 const flag = (f: string): boolean => argv.includes(f)
@@ -392,11 +393,41 @@ async function main(): Promise<number> {
   out.push(
     `Each candidate pinned to ${pin ? 'CPU 1' : 'no CPU (no pinning)'} with one worker/thread; ${useWrk ? `wrk -t1 -c${CONNECTIONS}` : `a Node loop with ${CONNECTIONS} connections`} and the upstream (${upstreamKind}) on ${pin ? 'CPU 0' : 'the same CPUs'}. ${PLAN.rounds} interleaved round(s) × ${PLAN.secs} s at ${CONNECTIONS} connections + ${PLAN.c1Secs} s at 1 connection, after a ${PLAN.warmSecs} s warm-up. GET of a 2-byte body. CPU µs/req = user+system CPU of the candidate's process tree (/proc) ÷ requests in the ${CONNECTIONS}-connection run — the fair per-core figure; req/s is capped by the load core. Ratios are of CPU µs/req. RSS = peak VmRSS of the process tree during the ${CONNECTIONS}-connection runs.`,
   )
+  const charts: { file: string; svg: string }[] = []
   for (const s of sections) {
     out.push('')
     out.push(`## ${s.title}`)
     out.push('')
     out.push(table(s.rows))
+    if (!SMOKE) {
+      const slug = s.title.includes('TLS') ? 'tls' : 'plain'
+      const measured = s.rows.filter((r) => r.floorOnly !== true)
+      const kind = (id: string): Bar['kind'] => (id.startsWith('gh-') ? 'gatehouse' : id.startsWith('node-') ? 'baseline' : 'peer')
+      const sub = `${PLAN.label} run, ${new Date().toISOString().slice(0, 10)}, gatehouse ${GIT}; one core per proxy; median of ${PLAN.rounds} round(s), whiskers: range`
+      charts.push({
+        file: `cpu-${slug}.svg`,
+        svg: barChart({
+          title: `CPU per request, ${s.title} (lower is better)`,
+          subtitle: sub,
+          unit: 'CPU µs per request (user + system of the proxy)',
+          bars: measured.map((r) => ({ label: r.name, kind: kind(r.id), value: r.measured ? median(r.cpuUs) : NaN, min: Math.min(...r.cpuUs), max: Math.max(...r.cpuUs) })),
+        }),
+      })
+      charts.push({
+        file: `rss-${slug}.svg`,
+        svg: barChart({
+          title: `Peak memory under load, ${s.title} (lower is better)`,
+          subtitle: sub,
+          unit: 'peak RSS of the process tree, MiB',
+          target: { value: 64, label: 'goal: 64 MiB per worker' },
+          bars: measured.map((r) => ({ label: r.name, kind: kind(r.id), value: r.measured ? Math.max(...r.rss) / 1048576 : NaN })),
+        }),
+      })
+      out.push('')
+      out.push(`![CPU per request, ${s.title}](cpu-${slug}.svg)`)
+      out.push('')
+      out.push(`![Peak RSS, ${s.title}](rss-${slug}.svg)`)
+    }
     const noisy = s.rows.filter((r) => r.foreign.some((f) => f > 0.05)).map((r) => `${r.name} (up to ${(Math.max(...r.foreign) * 100).toFixed(0)}%)`)
     if (pin) {
       out.push('')
@@ -463,7 +494,8 @@ async function main(): Promise<number> {
   if (!SMOKE) {
     mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true })
     writeFileSync(path.join(ROOT, 'bench/results/latest.md'), md)
-    log('wrote bench/results/latest.md')
+    for (const c of charts) writeFileSync(path.join(ROOT, 'bench/results', c.file), c.svg)
+    log(`wrote bench/results/latest.md${charts.length > 0 ? ` and ${charts.map((c) => c.file).join(', ')}` : ''}`)
   }
 
   if (SMOKE) {
