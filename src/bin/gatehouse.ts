@@ -8,6 +8,9 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 })
 
 const serving = process.argv[2] === 'serve'
+// Before the server's modules load: their start-up allocation alone would grow the young
+// generation to its 32 MiB maximum (src/bin/youngGeneration.ts). Other commands skip it.
+if (serving) (await import('./youngGeneration.ts')).capYoungGeneration()
 const code = await main(process.argv.slice(2))
 // `serve` has drained and flushed its logs when main returns; a cluster worker's IPC channel
 // (and the primary's cluster handles) would otherwise keep the process alive. Workers run
