@@ -22,7 +22,7 @@
  * trusted proxy. Both tables are LRUs of a fixed size, so memory stays bounded.
  */
 import { isIPv6, type BlockList } from 'node:net'
-import { LRUCache } from 'lru-cache'
+import { LruMap } from '../lruMap.ts'
 import { GatehouseError } from '../errors.ts'
 import type { BlockCounts } from '../metrics/metrics.ts'
 
@@ -51,12 +51,12 @@ const DEFAULT_PROVEN_PER_ADDRESS = 32
 export class FailureThrottle {
   readonly #o: ThrottleOptions
   readonly #now: () => number
-  readonly #table: LRUCache<string, Entry>
+  readonly #table: LruMap<string, Entry>
   /**
    * Address → digests of API keys that succeeded from it. Its own LRU, so that honest traffic
    * from many addresses can never evict a guesser's failure entry.
    */
-  readonly #proven: LRUCache<string, Set<string>>
+  readonly #proven: LruMap<string, Set<string>>
   readonly #maxProven: number
   /** Address → attempts reserved (`reserve`) and not yet settled; an entry exists only while > 0. */
   readonly #inflight = new Map<string, number>()
@@ -65,8 +65,8 @@ export class FailureThrottle {
   constructor(o: ThrottleOptions) {
     this.#o = o
     this.#now = o.now ?? Date.now
-    this.#table = new LRUCache({ max: o.maxAddresses })
-    this.#proven = new LRUCache({ max: o.maxAddresses })
+    this.#table = new LruMap(o.maxAddresses)
+    this.#proven = new LruMap(o.maxAddresses)
     this.#maxProven = Math.max(1, o.maxProvenPerAddress ?? DEFAULT_PROVEN_PER_ADDRESS)
   }
 
