@@ -16,6 +16,7 @@ import { LocalIssuer } from '../issuer/localIssuer.ts'
 import { createLogger, flushLogs, type Logger } from '../log.ts'
 import { startServer, type RunningServer } from '../server/serve.ts'
 import { ensureSelfSignedCertificate } from '../tls/selfsigned.ts'
+import { serveTicketKeys, TicketKeys } from '../tls/ticketKeys.ts'
 import { FileStore } from '../store/fileStore.ts'
 import { IpcStore, serveStore } from '../store/ipcStore.ts'
 import { serveClusterMetrics } from '../metrics/cluster.ts'
@@ -46,9 +47,10 @@ export async function serve(configPath: string | undefined): Promise<number> {
   // With a shared store (Redis) every worker connects to it itself, exactly like another
   // replica; with the file store, workers reach the primary's store over IPC.
   const store = cluster.isWorker && c.store.url === 'file:' ? await IpcStore.connect() : undefined
+  const ticketKeys = cluster.isWorker && c.tls.enabled ? await TicketKeys.fromPrimary() : undefined
   let server
   try {
-    server = await startServer(c, logger, { store, clusterMetrics: cluster.isWorker })
+    server = await startServer(c, logger, { store, clusterMetrics: cluster.isWorker, ticketKeys })
   } catch (e) {
     const err = e as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
@@ -189,10 +191,13 @@ async function runPrimary(c: Config, n: number, logger: Logger, earlyHup: () => 
   let stopping = false
   // /metrics on any worker answers the sum over all workers, gathered here (docs/metrics.md).
   const metrics = c.metrics.enabled ? serveClusterMetrics() : undefined
+  // One session-ticket key for all workers, replaced for all at once (src/tls/ticketKeys.ts).
+  const tickets = c.tls.enabled ? serveTicketKeys(c.tls.ticketKeyRotation, all) : undefined
   const fork = (): void => {
     const w = cluster.fork()
     attach(w)
     metrics?.(w)
+    tickets?.attach(w)
   }
   cluster.on('exit', (w, code, signal) => {
     if (stopping) return
@@ -216,6 +221,7 @@ async function runPrimary(c: Config, n: number, logger: Logger, earlyHup: () => 
   }, c.shutdown.gracePeriod + 5000)
   await Promise.all(exits)
   clearTimeout(hard)
+  tickets?.stop()
   logger.info('stopped')
   flushLogs(logger)
   return 0

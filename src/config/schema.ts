@@ -99,6 +99,10 @@ export const SCHEMA: Group = group('gatehouse configuration', {
       min: 0,
       max: 3_600_000,
     }),
+    ticketKeyRotation: leaf('duration', 3600 * SECOND, 'How often the session-ticket key (one for all workers) is replaced; a ticket older than the last replacement costs one full handshake. 0s: never.', {
+      min: 0,
+      max: 7 * 86_400_000,
+    }),
   }),
   admin: group('The admin listener: /healthz, /readyz, and the admin API.', {
     enabled: leaf('bool', true, 'Run the admin listener.'),

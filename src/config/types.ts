@@ -31,6 +31,8 @@ export interface Config {
     readonly ciphers: string | undefined
     /** Poll interval for certificate file changes, in ms; 0 turns watching off. */
     readonly watchInterval: number
+    /** Session-ticket key replacement period, in ms; 0: never (src/tls/ticketKeys.ts). */
+    readonly ticketKeyRotation: number
   }
   // HTTP/2 and gRPC
   readonly http2: {

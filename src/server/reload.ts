@@ -18,6 +18,7 @@ export const RESTART_ONLY: readonly string[] = [
   'tls.minVersion',
   'tls.ciphers',
   'tls.watchInterval',
+  'tls.ticketKeyRotation',
   'workers',
   'stateDir',
   'limits.maxHeaderBytes',

@@ -18,6 +18,7 @@ import { openStore, type OpenedStore } from '../store/open.ts'
 import type { IssuerStore } from '../store/store.ts'
 import { OutboundTrust } from '../upstream/trust.ts'
 import { CertManager } from '../tls/certs.ts'
+import { TicketKeys } from '../tls/ticketKeys.ts'
 import { compile, createForwarder } from '../compose.ts'
 import { writeNewKeysFile } from '../config/keys.ts'
 import type { Config } from '../config/types.ts'
@@ -105,6 +106,8 @@ export interface StartOptions {
   readonly load?: LoadOptions
   /** A worker of `workers: N`: `/metrics` answers the primary's sum over every worker. */
   readonly clusterMetrics?: boolean
+  /** A worker of `workers: N`: the primary's session-ticket key; default: this process rotates its own. */
+  readonly ticketKeys?: TicketKeys
 }
 
 /** Start both listeners with a validated config. */
@@ -138,6 +141,8 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const handler = createHandler({ live, logger, state, store, issuer, metrics })
   const h1Handler = checkRequestLine(handler)
   const certs = config.tls.enabled ? await CertManager.open(config, store, logger) : undefined
+  // One ticket key for every listener (and, through the primary, every worker): a session resumes anywhere.
+  const tickets = certs === undefined ? undefined : (opts.ticketKeys ?? TicketKeys.rotating(config.tls.ticketKeyRotation))
   // Filled in once the listeners are bound (the web console's status page shows them).
   const urls: { data?: string; admin?: string; grpc?: string } = {}
   const adminHandler = createAdminHandler({
@@ -160,9 +165,9 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   // ALPN offers h2 next to http/1.1 on the data listener (docs/http2.md)
   const alpn = config.http2.enabled ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}
   if (certs !== undefined) {
-    const opts = await certs.options()
-    data = https.createServer({ ...opts, ...serverOptions(config), ...alpn }, h1Handler)
-    if (config.admin.enabled) admin = https.createServer({ ...opts, ...serverOptions(config) }, adminHandler)
+    const tlsOpts = { ...(await certs.options()), ...tickets?.options() }
+    data = https.createServer({ ...tlsOpts, ...serverOptions(config), ...alpn }, h1Handler)
+    if (config.admin.enabled) admin = https.createServer({ ...tlsOpts, ...serverOptions(config) }, adminHandler)
   } else {
     data = http.createServer(serverOptions(config), h1Handler)
     if (config.admin.enabled) admin = http.createServer(serverOptions(config), adminHandler)
@@ -210,7 +215,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   })
   let grpcServer: H2Sessions | undefined
   if (config.grpcListener.enabled) {
-    grpcServer = createGrpcListener(certs === undefined ? undefined : await certs.options(), config.http2, onGrpc, logger)
+    grpcServer = createGrpcListener(certs === undefined ? undefined : { ...(await certs.options()), ...tickets?.options() }, config.http2, onGrpc, logger)
     h2Servers.push(grpcServer)
   }
   // --- end HTTP/2, gRPC, WebSocket
@@ -242,7 +247,9 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   }
   const dataUrl = url(data, config.listen.address)
   const adminUrl = admin === undefined ? undefined : url(admin, config.admin.address)
-  certs?.attach([data as https.Server, ...(admin === undefined ? [] : [admin as https.Server]), ...(grpcServer === undefined ? [] : [grpcServer.server as unknown as https.Server])])
+  const tlsServers = [data as https.Server, ...(admin === undefined ? [] : [admin as https.Server]), ...(grpcServer === undefined ? [] : [grpcServer.server as unknown as https.Server])]
+  tickets?.attach(tlsServers)
+  certs?.attach(tickets === undefined ? tlsServers : tlsServers.map((s) => tickets.keepKeyOn(s)))
   const grpcListenerUrl = grpcServer === undefined ? undefined : url(grpcServer.server as unknown as http.Server, config.grpcListener.address)
   Object.assign(urls, { data: dataUrl, admin: adminUrl, grpc: grpcListenerUrl })
   // Gauges read at scrape time: nothing on the request path keeps them.
@@ -314,6 +321,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const stopConfigWatch = config.reload.watch ? watchFiles(() => watchedFiles(live.current.runtime.config), config.reload.watchInterval, () => void reload()) : () => {}
   const stopWatching = (): void => {
     certs?.stop()
+    tickets?.stop()
     stopConfigWatch()
   }
   readiness.listeners = true
