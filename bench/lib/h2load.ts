@@ -15,6 +15,10 @@ export interface H2loadOptions {
   seconds: number
   auth: string | undefined
   cpu: number | undefined
+  /** More request headers, `name: value` each (gRPC: content-type, te). */
+  headers?: readonly string[]
+  /** Upload this file as the body of every request (h2load -d: the method becomes POST). */
+  dataFile?: string
 }
 
 export interface H2loadResult {
@@ -22,6 +26,8 @@ export interface H2loadResult {
   requests: number
   succeeded: number
   failed: number
+  /** Responses with a 2xx status (h2load "status codes"). */
+  ok2xx: number
   /** Mean request time in µs (h2load "time for request" mean). */
   meanUs: number
   raw: string
@@ -29,7 +35,8 @@ export interface H2loadResult {
 
 /** Run h2load once; resolves with its parsed summary. */
 export function runH2load(o: H2loadOptions): Promise<H2loadResult> {
-  const args = ['-t1', `-c${o.connections}`, `-m${o.h1 ? 1 : o.streams}`, '-D', String(o.seconds), ...(o.h1 ? ['--h1'] : []), ...(o.auth === undefined ? [] : ['-H', `authorization: ${o.auth}`]), o.url]
+  const extra = [...(o.auth === undefined ? [] : [`authorization: ${o.auth}`]), ...(o.headers ?? [])].flatMap((h) => ['-H', h])
+  const args = ['-t1', `-c${o.connections}`, `-m${o.h1 ? 1 : o.streams}`, '-D', String(o.seconds), ...(o.h1 ? ['--h1'] : []), ...extra, ...(o.dataFile === undefined ? [] : ['-d', o.dataFile]), o.url]
   const cmd = o.cpu === undefined ? 'h2load' : 'taskset'
   const full = o.cpu === undefined ? args : ['-c', String(o.cpu), 'h2load', ...args]
   return new Promise((resolve, reject) => {
@@ -41,6 +48,7 @@ export function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     child.once('exit', () => {
       const fin = /finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)
       const req = /requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed/.exec(out)
+      const codes = /status codes: (\d+) 2xx/.exec(out)
       const time = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)
       if (fin === null || req === null) {
         reject(new Error(`h2load gave no summary: ${out.slice(-400)}`))
@@ -48,7 +56,7 @@ export function runH2load(o: H2loadOptions): Promise<H2loadResult> {
       }
       const mean = time?.[1] ?? '0us'
       const meanUs = mean.endsWith('ms') ? Number(mean.slice(0, -2)) * 1000 : mean.endsWith('us') ? Number(mean.slice(0, -2)) : Number(mean.replace(/s$/, '')) * 1e6
-      resolve({ rps: Number(fin[1]), requests: Number(req[1]), succeeded: Number(req[2]), failed: Number(req[3]), meanUs, raw: out })
+      resolve({ rps: Number(fin[1]), requests: Number(req[1]), succeeded: Number(req[2]), failed: Number(req[3]), ok2xx: Number(codes?.[1] ?? 0), meanUs, raw: out })
     })
   })
 }
