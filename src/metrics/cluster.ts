@@ -5,8 +5,7 @@
  * histograms add up; gauges add up (connections, streams) except the JWKS key age (the oldest).
  */
 import cluster, { type Worker } from 'node:cluster'
-import { AggregatorRegistry } from 'prom-client'
-import type { Metrics } from './metrics.ts'
+import { promClient, type Metrics } from './metrics.ts'
 
 interface MetricsRequest {
   readonly gh: 'metrics-req'
@@ -25,6 +24,7 @@ const REPLY_TIMEOUT_MS = 6_000
 
 /** Primary: answer the workers' requests for the sum of every worker's metrics. */
 export function serveClusterMetrics(): (w: Worker) => void {
+  const { AggregatorRegistry } = promClient()
   const aggregator = new AggregatorRegistry()
   return (worker) => {
     worker.on('message', (m: MetricsRequest | undefined) => {
@@ -47,6 +47,7 @@ export function serveClusterMetrics(): (w: Worker) => void {
  */
 export function joinClusterMetrics(metrics: Metrics): () => Promise<string> {
   // Constructing one installs prom-client's worker-side listener; it then serves our registry.
+  const { AggregatorRegistry } = promClient()
   new AggregatorRegistry()
   AggregatorRegistry.setRegistries([metrics.registry])
   let next = 1

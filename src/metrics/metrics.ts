@@ -8,7 +8,9 @@
  * costs a few array additions and no allocation, and label cardinality is bounded by
  * construction: no path, user name, token or client-sent value ever becomes a label value.
  */
-import { collectDefaultMetrics, Registry, type Metric } from 'prom-client'
+import { createRequire } from 'node:module'
+import type * as PromClient from 'prom-client'
+import type { Metric, Registry } from 'prom-client'
 import { ERRORS } from '../errors.ts'
 
 /** What a request arrived as; the `protocol` label. */
@@ -70,6 +72,17 @@ export interface BlockCounts {
 export interface FetchCounts {
   fetches: number
   failures: number
+}
+
+const require = createRequire(import.meta.url)
+
+/**
+ * prom-client, loaded when the first Metrics is built (metrics.enabled), not by every process
+ * that imports the constants above: ~30 modules and ~2 MiB resident a data-plane worker without
+ * metrics never uses (docs/benchmarks.md, "Footprint"). A CommonJS require keeps it synchronous.
+ */
+export function promClient(): typeof PromClient {
+  return require('prom-client') as typeof PromClient
 }
 
 /** One labelled sample as prom-client's registry takes it. */
@@ -168,6 +181,7 @@ export class Metrics {
    * @param storeOps the store operations timed (a fixed list from store/store.ts)
    */
   constructor(opts: { storeBackend: string; storeOps: readonly string[]; defaultMetrics?: boolean }) {
+    const { collectDefaultMetrics, Registry } = promClient()
     this.registry = new Registry()
     this.#requests = new Float64Array(PROTOCOLS.length * STATUS_CLASSES.length * AUTH_METHODS.length * DECISIONS.length * PROFILES.length)
     this.#storeBackend = opts.storeBackend
