@@ -33,6 +33,11 @@ export interface Ctx {
   jwtKeyFile: string
   /** The first-sight pool: one token a line. */
   tokensFile: string
+  /**
+   * The ES256 first-sight pool (tokens signed by the issuer's ES256 key, see `tokenPool`); the
+   * `gh-jwt-first-es256` candidate is not run without it.
+   */
+  es256TokensFile?: string | undefined
   tls: { certFile: string; keyFile: string; combinedFile: string }
   /** CPU for the proxies (undefined: no pinning). */
   proxyCpu: number | undefined
@@ -249,10 +254,14 @@ const BIN = path.join(ROOT, 'dist/bin/gatehouse.js')
 export const API_KEY = 'bench-api-key-0123456789abcdef'
 const ADMIN_PASSWORD = 'Bench-Admin-Passw0rd!'
 
-/** Start the real binary; the URLs come from its "gatehouse is ready" log line. */
-async function startGatehouse(ctx: Ctx, id: string, tls: boolean, env: Record<string, string>, yaml?: string): Promise<{ proc: Proc; url: string; admin: string | undefined }> {
+/**
+ * Start the real binary; the URLs come from its "gatehouse is ready" log line. `bin` picks another
+ * build (a before/after pair of bench/jwt.ts), default this tree's dist/; `nodeArgs` go before it
+ * (e.g. `--cpu-prof`, which NODE_OPTIONS does not accept).
+ */
+export async function startGatehouse(ctx: Pick<Ctx, 'dir' | 'upUrl' | 'tls' | 'proxyCpu'>, id: string, tls: boolean, env: Record<string, string>, yaml?: string, bin = BIN, nodeArgs: readonly string[] = []): Promise<{ proc: Proc; url: string; admin: string | undefined }> {
   const stateDir = path.join(ctx.dir, `${id}-state`)
-  const args = [BIN, 'serve']
+  const args = [...nodeArgs, bin, 'serve']
   if (yaml !== undefined) {
     const f = path.join(ctx.dir, `${id}.yaml`)
     writeFileSync(f, yaml)
@@ -296,7 +305,7 @@ async function startGatehouse(ctx: Ctx, id: string, tls: boolean, env: Record<st
   throw new Error(`${id}: no "gatehouse is ready" line after 20 s:\n${tail(logFile)}`)
 }
 
-function oidcEnv(ctx: Ctx): Record<string, string> {
+export function oidcEnv(ctx: Pick<Ctx, 'issuer' | 'audience'>): Record<string, string> {
   return {
     AUTHENTICATION_OIDC_ENABLED: 'true',
     AUTHENTICATION_OIDC_ISSUER: ctx.issuer.url,
@@ -344,7 +353,7 @@ export const ghJwt: Candidate = {
 /** The verified-token cache size set for the first-sight candidate: the token pool is larger, so a cyclic walk always misses. */
 export const FIRST_SIGHT_CACHE = 10_000
 
-const ghJwtFirst: Candidate = {
+export const ghJwtFirst: Candidate = {
   id: 'gh-jwt-first',
   name: 'gatehouse OIDC JWT (first sight)',
   needs: [],
@@ -353,6 +362,39 @@ const ghJwtFirst: Candidate = {
     const { proc, url } = await startGatehouse(ctx, `gh-jwt-first-${scheme(tls)}`, tls, oidcEnv(ctx), yaml)
     return { proc, url, auth: `Bearer ${ctx.goodJwt}`, tokensFile: ctx.tokensFile, bad: ctx.badJwts, expectUser: ctx.subject, logs: [proc.logFile] }
   },
+}
+
+/**
+ * First sight with ES256 (P-256): the same walk over a pool of distinct tokens, signed by the
+ * issuer's ES256 key (the issuer publishes it next to the RSA key and advertises both algorithms).
+ */
+export const ghJwtFirstEs256: Candidate = {
+  id: 'gh-jwt-first-es256',
+  name: 'gatehouse OIDC JWT ES256 (first sight)',
+  needs: [],
+  async start(ctx, tls) {
+    const pool = ctx.es256TokensFile
+    if (pool === undefined) throw new Error('gh-jwt-first-es256: no ES256 token pool (ctx.es256TokensFile; see tokenPool())')
+    const first = readFileSync(pool, 'utf8').split('\n')[0] ?? ''
+    const yaml = `authentication:\n  tokenCache:\n    maxEntries: ${FIRST_SIGHT_CACHE}\n`
+    const { proc, url } = await startGatehouse(ctx, `gh-jwt-first-es256-${scheme(tls)}`, tls, oidcEnv(ctx), yaml)
+    return { proc, url, auth: `Bearer ${first}`, tokensFile: pool, bad: ctx.badJwts, expectUser: ctx.subject, logs: [proc.logFile] }
+  },
+}
+
+/**
+ * Write a first-sight pool: `n` distinct tokens (a `jti` each) for `subject`, signed with the
+ * issuer's key `kid` (default: its signing key), one a line. Signing runs on the thread pool, so
+ * call it before pinning the harness.
+ */
+export async function tokenPool(issuer: TestIssuer, file: string, n: number, claims: { sub: string; exp: number; iat: number }, kid?: string): Promise<string> {
+  const lines: string[] = []
+  for (let i = 0; i < n; i += 2000) {
+    const k = Math.min(2000, n - i)
+    lines.push(...(await Promise.all(Array.from({ length: k }, (_, j) => issuer.sign({ ...claims, jti: `t${i + j}` }, kid === undefined ? {} : { kid })))))
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o644 })
+  return file
 }
 
 const ghLocal: Candidate = {
