@@ -25,7 +25,7 @@
  * run bounded in time.
  */
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
 import os from 'node:os'
 import path from 'node:path'
@@ -74,16 +74,20 @@ interface Target {
   proc: Proc | undefined
   url: string
   log?: string | undefined
+  /** gRPC: calls answered with grpc-status 0 so far (h2load counts HTTP status only). */
+  okCalls?: () => Promise<number>
 }
 
 interface Figures {
+  /** Calls that did not end with grpc-status 0 (gRPC only). */
+  failed: number[]
   rps: number[]
   cpuUs: number[]
   meanUs: number[]
   rss: number[]
 }
 
-const fresh = (): Figures => ({ rps: [], cpuUs: [], meanUs: [], rss: [] })
+const fresh = (): Figures => ({ failed: [], rps: [], cpuUs: [], meanUs: [], rss: [] })
 const f = (xs: number[], d = 1): string => (xs.length === 0 ? 'n/a' : `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`)
 const mib = (b: number): number => b / 1048576
 
@@ -131,13 +135,20 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
       if (t.log !== undefined) truncateQuiet(t.log)
       const s = t.proc === undefined ? undefined : cpuSnapshot(t.proc.pid)
       const rss = t.proc === undefined ? undefined : rssSampler(t.proc.pid)
+      const ok0 = await t.okCalls?.()
       const r = await load(t, streams, secs, grpcFile)
       const peak = rss?.stop()
+      // The access lines of the last calls are written after h2load has its answers.
+      if (ok0 !== undefined) await new Promise((res) => setTimeout(res, 300))
       if (r.failed > 0 || r.ok2xx < r.succeeded || r.succeeded === 0) {
         log(`${t.name} m${streams}: ${r.failed} failed, ${r.succeeded - r.ok2xx} not 2xx: not counted`)
         return
       }
-      into.rps.push(r.rps)
+      // gRPC: a call is good when its trailers say grpc-status 0; only those count as calls/s.
+      const ok = ok0 === undefined || t.okCalls === undefined ? r.succeeded : Math.min(r.succeeded, (await t.okCalls()) - ok0)
+      if (ok0 !== undefined) into.failed.push(r.succeeded - ok)
+      if (ok < r.succeeded) log(`${t.name} m${streams}: ${r.succeeded - ok} of ${r.succeeded} calls did not end with grpc-status 0`)
+      into.rps.push((r.rps * ok) / r.succeeded)
       into.meanUs.push(r.meanUs)
       if (s !== undefined && t.proc !== undefined) into.cpuUs.push((cpuDelta(s, cpuSnapshot(t.proc.pid)) * 1e6) / r.succeeded)
       if (peak !== undefined) into.rss.push(mib(peak))
@@ -175,6 +186,30 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
           await stopProc(a.proc as Proc)
           await stopProc(b.proc as Proc)
         }
+        if (opts.only !== 'h2') {
+          const { grpcPort, grpcFile } = await startGrpcUpstream()
+          const a = await startGhGrpc('gh-grpc-this', here, grpcPort)
+          const b = await startGhGrpc('gh-grpc-before', old, grpcPort)
+          for (const streams of STREAMS) {
+            await Promise.all([load(a, streams, warmSecs, grpcFile), load(b, streams, warmSecs, grpcFile)])
+            const fa = fresh()
+            const fb = fresh()
+            const ratios: number[] = []
+            const rpsRatios: number[] = []
+            for (let r = 0; r < rounds; r++) {
+              const n = fa.cpuUs.length
+              const m = fb.cpuUs.length
+              const pair = [measure(a, streams, fa, grpcFile), measure(b, streams, fb, grpcFile)]
+              await Promise.all(r % 2 === 0 ? pair : pair.reverse())
+              if (fa.cpuUs.length > n && fb.cpuUs.length > m) {
+                ratios.push((fa.cpuUs.at(-1) as number) / (fb.cpuUs.at(-1) as number))
+                rpsRatios.push((fa.rps.at(-1) as number) / (fb.rps.at(-1) as number))
+                log(`grpc m${streams} round ${r + 1}: this ${fa.cpuUs.at(-1)?.toFixed(1)} µs/call ${fa.rps.at(-1)?.toFixed(0)} calls/s (${fa.failed.at(-1)} not OK) / before ${fb.cpuUs.at(-1)?.toFixed(1)} µs/call ${fb.rps.at(-1)?.toFixed(0)} calls/s (${fb.failed.at(-1)} not OK)`)
+              }
+            }
+            out.push(`| gRPC unary, h2c | ${streams} | ${f(ratios, 3)}× (calls/s this ÷ before: ${f(rpsRatios, 2)}×) | ${f(fa.cpuUs)} | ${f(fb.cpuUs)} | ${f(fa.rps, 0)} (not OK: ${f(fa.failed, 0)}) | ${f(fb.rps, 0)} (not OK: ${f(fb.failed, 0)}) |`)
+          }
+        }
         out.push('', `Same-noise pairs: both builds loaded at once (an h2load -t1 -c${CONNECTIONS} each${loadCpu === undefined ? '' : ` on CPU ${loadCpu}`}; both gatehouse processes${proxyCpu === undefined ? '' : ` on CPU ${proxyCpu}`}), ${rounds} round(s) × ${secs} s after a ${warmSecs} s warm-up, OIDC JWT with the cache warm, GET of a 2-byte body.`)
         return out.join('\n') + '\n'
       }
@@ -186,6 +221,26 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
       const t: Target = { name: `gatehouse OIDC JWT, cache warm, ${tls ? 'TLS h2' : 'h2c'}`, kind: 'gatehouse', proc, url, log: proc.logFile }
       await proveH2(t, auth, bad, log)
       return t
+    }
+
+    async function startGrpcUpstream(): Promise<{ gsrv: Proc; grpcPort: number; grpcFile: string }> {
+      const grpcPort = await freePort()
+      const self = fileURLToPath(import.meta.url)
+      const gsrv = startProc('grpc-upstream', [process.execPath, '--import', 'tsx', self, '--grpc-upstream', String(grpcPort)], { cpu: loadCpu, cwd: ROOT, logFile: path.join(dir, 'grpc-upstream.out') })
+      procs.push(gsrv)
+      await waitForPort(grpcPort, gsrv, 30_000)
+      const frame = Buffer.alloc(5 + HELLO_REQUEST.length)
+      frame.writeUInt32BE(HELLO_REQUEST.length, 1)
+      HELLO_REQUEST.copy(frame, 5)
+      const grpcFile = path.join(dir, 'hello.grpc')
+      writeFileSync(grpcFile, frame)
+      return { gsrv, grpcPort, grpcFile }
+    }
+
+    async function startGhGrpc(id: string, bin: string, grpcPort: number): Promise<Target> {
+      const { proc, url } = await startGatehouse(ctx, id, false, { ...oidcEnv(ctx), GATEHOUSE_UPSTREAM_GRPC_URL: `h2c://127.0.0.1:${grpcPort}` }, undefined, bin)
+      procs.push(proc)
+      return { name: 'through gatehouse (OIDC JWT, h2c)', kind: 'gatehouse', proc, url, okCalls: async () => countGrpcOk(proc.logFile) }
     }
 
     async function startHaproxyH2(tls: boolean): Promise<Target> {
@@ -249,23 +304,12 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
 
     // --- 2. gRPC unary: direct and through gatehouse ------------------------------------------
     if (opts.only !== 'h2') {
-      const grpcPort = await freePort()
-      const self = fileURLToPath(import.meta.url)
-      const gsrv = startProc('grpc-upstream', [process.execPath, '--import', 'tsx', self, '--grpc-upstream', String(grpcPort)], { cpu: loadCpu, cwd: ROOT, logFile: path.join(dir, 'grpc-upstream.out') })
-      procs.push(gsrv)
-      await waitForPort(grpcPort, gsrv, 30_000)
-      const frame = Buffer.alloc(5 + HELLO_REQUEST.length)
-      frame.writeUInt32BE(HELLO_REQUEST.length, 1)
-      HELLO_REQUEST.copy(frame, 5)
-      const grpcFile = path.join(dir, 'hello.grpc')
-      writeFileSync(grpcFile, frame)
-      const { proc, url } = await startGatehouse(ctx, 'gh-grpc', false, { ...oidcEnv(ctx), GATEHOUSE_UPSTREAM_GRPC_URL: `h2c://127.0.0.1:${grpcPort}` })
-      procs.push(proc)
-      const gh: Target = { name: 'through gatehouse (OIDC JWT, h2c)', kind: 'gatehouse', proc, url, log: proc.logFile }
-      const direct: Target = { name: 'direct to the grpc-js server (h2c)', kind: 'baseline', proc: undefined, url: `http://127.0.0.1:${grpcPort}` }
-      await proveGrpc(url.replace(/^http:\/\//, ''), `127.0.0.1:${grpcPort}`, goodJwt, bad, log)
+      const { gsrv, grpcPort, grpcFile } = await startGrpcUpstream()
+      const gh = await startGhGrpc('gh-grpc', here, grpcPort)
+      const direct: Target = { name: 'direct to the grpc-js server (h2c)', kind: 'baseline', proc: undefined, url: `http://127.0.0.1:${grpcPort}`, okCalls: () => servedCalls(gsrv) }
+      await proveGrpc(gh.url.replace(/^http:\/\//, ''), `127.0.0.1:${grpcPort}`, goodJwt, bad, log)
       md.push('### gRPC unary calls: direct and through gatehouse (h2load)', '')
-      md.push('| streams/conn | path | calls/s | mean latency ms | gatehouse CPU µs/call | through ÷ direct calls/s | through ÷ direct latency |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: |')
+      md.push('| streams/conn | path | calls/s (grpc-status 0) | calls not OK per run | mean latency ms | gatehouse CPU µs/call | through ÷ direct calls/s | through ÷ direct latency |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
       for (const streams of STREAMS) {
         for (const t of [gh, direct]) await load(t, streams, warmSecs, grpcFile)
         const fg = fresh()
@@ -281,8 +325,8 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
             latRatio.push((fg.meanUs.at(-1) as number) / (fd.meanUs.at(-1) as number))
           }
         }
-        md.push(`| ${streams} | ${gh.name} | ${f(fg.rps, 0)} | ${f(fg.meanUs.map((u) => u / 1000), 2)} | ${f(fg.cpuUs)} | ${f(rpsRatio, 2)}× | ${f(latRatio, 2)}× |`)
-        md.push(`| ${streams} | ${direct.name} | ${f(fd.rps, 0)} | ${f(fd.meanUs.map((u) => u / 1000), 2)} | — | | |`)
+        md.push(`| ${streams} | ${gh.name} | ${f(fg.rps, 0)} | ${f(fg.failed, 0)} | ${f(fg.meanUs.map((u) => u / 1000), 2)} | ${f(fg.cpuUs)} | ${f(rpsRatio, 2)}× | ${f(latRatio, 2)}× |`)
+        md.push(`| ${streams} | ${direct.name} | ${f(fd.rps, 0)} | ${f(fd.failed, 0)} | ${f(fd.meanUs.map((u) => u / 1000), 2)} | — | | |`)
         bars.push({ label: `gatehouse gRPC unary (h2c), ${streams} stream${streams === 1 ? '' : 's'}/conn`, kind: 'gatehouse', value: median(fg.cpuUs), min: Math.min(...fg.cpuUs), max: Math.max(...fg.cpuUs) })
         log(`grpc m${streams}: through ${f(fg.rps, 0)} calls/s (${f(fg.cpuUs)} µs/call), direct ${f(fd.rps, 0)} calls/s, ratio ${f(rpsRatio, 2)}×`)
       }
@@ -301,6 +345,25 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
 }
 
 const scheme = (tls: boolean): string => (tls ? 'https' : 'http')
+
+/** gRPC calls gatehouse's access log shows ending with grpc-status 0. */
+function countGrpcOk(logFile: string): number {
+  let n = 0
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) if (line.includes('"method":"GRPC"') && /"status":0[,}]/.test(line)) n++
+  return n
+}
+
+/** Calls the gRPC upstream has answered (it writes `served N` to its log on SIGUSR2). */
+async function servedCalls(p: Proc): Promise<number> {
+  const before = readFileSync(p.logFile, 'utf8').length
+  process.kill(p.pid, 'SIGUSR2')
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 20))
+    const m = /served (\d+)\n/.exec(readFileSync(p.logFile, 'utf8').slice(before))
+    if (m !== null) return Number(m[1])
+  }
+  throw new Error('gRPC upstream: no answer to SIGUSR2')
+}
 
 function truncateQuiet(file: string): void {
   try {
@@ -413,12 +476,15 @@ function helloReply(name: Buffer): Buffer {
 async function serveGrpc(port: number): Promise<void> {
   const grpc = await import('@grpc/grpc-js')
   const server = new grpc.Server()
+  let served = 0
+  process.on('SIGUSR2', () => process.stdout.write(`served ${served}\n`))
   const raw = { requestSerialize: (b: Buffer): Buffer => b, requestDeserialize: (b: Buffer): Buffer => b, responseSerialize: (b: Buffer): Buffer => b, responseDeserialize: (b: Buffer): Buffer => b }
   server.addService({ SayHello: { path: GRPC_PATH, requestStream: false, responseStream: false, ...raw } }, {
     SayHello(call: { request: Buffer }, cb: (e: null, r: Buffer) => void) {
       // HelloRequest is field 1 (0x0a), a one-byte length, the name.
       const req = call.request
       const name = req[0] === 0x0a ? req.subarray(2, 2 + (req[1] ?? 0)) : Buffer.alloc(0)
+      served++
       cb(null, helloReply(name))
     },
   })
