@@ -180,6 +180,11 @@ export function createHttpForwarder(o: ForwarderOptions): Forwarder {
           }
           return false
         },
+        // Nothing queued in the response (its own buffer or its socket's): every chunk written
+        // so far is in the kernel, and the pool may read into the same memory again.
+        released() {
+          return res.writableLength === 0
+        },
         onComplete() {
           if (heldHead !== undefined) sendHead()
           res.end()

@@ -199,7 +199,8 @@ export class ResponseParser {
       // than wait out the headers timeout (RFC 9112 §2.2: a recipient may refuse bare CR; gatehouse
       // refuses bare LF too, docs/security.md). A complete head is checked by #parseHead.
       lineEnds(buf, Math.max(from, searchFrom - 1), buf.length)
-      this.#pending = from === 0 ? buf : buf.subarray(from)
+      // A copy when it is a view of the packet: the packet's memory is reused for the next read.
+      this.#pending = buf !== b ? buf : Buffer.from(buf.subarray(from))
       return b.length
     }
     if (end - from > this.#maxHead) throw bad('HPE_HEADER_OVERFLOW', `response head over ${this.#maxHead} bytes`)

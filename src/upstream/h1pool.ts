@@ -30,6 +30,11 @@ export interface ExchangeHandler {
   onHeaders(status: number, raw: string[], resume: () => void): boolean
   /** A body piece; false pauses the upstream socket until `resume` (from onHeaders). */
   onData(chunk: Buffer): boolean
+  /**
+   * Whether every chunk given to onData so far is done with (copied, or written through to the
+   * kernel), so the memory under it may take the next read. Absent: never (a fresh buffer each read).
+   */
+  released?(): boolean
   onComplete(): void
   /** Exactly once instead of onComplete, when the exchange fails or is aborted. */
   onError(err: Error): void
@@ -115,6 +120,53 @@ class Exchange implements ResponseSink {
 }
 
 function noop(): void {}
+
+/** Bytes per read from a plain upstream socket (libuv's own read size). */
+const READ_SIZE = 64 * 1024
+
+/** Read buffers a connection keeps while the client side still holds slices of them. */
+const MAX_HELD = 8
+
+/**
+ * A plain connection's read buffers, reused from read to read once nothing holds slices of them.
+ *
+ * Why: by default every socket read gets a fresh 64 KiB allocation, freed only when the GC
+ * collects its Buffer; malloc then gives the freed batch back to the kernel, so the next reads
+ * fault in new pages. Streaming a 1 GiB response, that was ~170 000–240 000 page faults and 3–5 s
+ * of system time per GiB (perf: the fault handler under the read's copy). See docs/benchmarks.md
+ * (bulk bodies) for what reusing them bought.
+ *
+ * A read's slices go to the exchange's handler (written into the client response); `settle`
+ * asks it afterwards whether everything it was given is out of its hands. If so, every buffer
+ * of this exchange is free again; if not, the buffer is held and the next read takes another.
+ * Buffers held for an earlier exchange are never reused (its response is not the one asked).
+ */
+class ReadBuffers {
+  #cur: Buffer | undefined
+  #free: Buffer[] = []
+  #held: Buffer[] = []
+  #owner: object | undefined
+
+  /** The buffer the next read goes into. */
+  next(): Buffer {
+    return (this.#cur ??= this.#free.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE))
+  }
+
+  /** A read was handed to `owner`'s handler, which says whether it has `released` all it was given. */
+  settle(owner: object, released: boolean): void {
+    if (owner !== this.#owner) {
+      this.#owner = owner
+      this.#held = []
+    }
+    if (released) {
+      for (const b of this.#held) if (this.#free.length < MAX_HELD) this.#free.push(b)
+      this.#held = []
+      return
+    }
+    if (this.#cur !== undefined && this.#held.length < MAX_HELD) this.#held.push(this.#cur)
+    this.#cur = undefined
+  }
+}
 
 /** One upstream connection. */
 class Conn {
@@ -332,17 +384,34 @@ export class H1Pool {
         this.#session = session
       })
       socket = t
-    } else socket = net.connect({ host: this.#host, port: this.#port })
+    } else {
+      const reads = new ReadBuffers()
+      socket = net.connect({
+        host: this.#host,
+        port: this.#port,
+        onread: {
+          buffer: () => reads.next(),
+          callback: (n: number, b: Buffer): boolean => {
+            const ex = conn.ex
+            this.#onData(conn, b.subarray(0, n))
+            // Checked after the whole read was parsed: the exchange may have completed (and
+            // handed its last chunk on) within it.
+            if (ex !== undefined) reads.settle(ex, ex.h.released?.() === true)
+            return true
+          },
+        },
+      })
+    }
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 60_000)
-    const conn = new Conn(this, socket, new ResponseParser(o.maxHeaderSize))
+    const conn: Conn = new Conn(this, socket, new ResponseParser(o.maxHeaderSize))
     this.#all.add(conn)
     this.#startSweep()
     socket.once(this.#tls ? 'secureConnect' : 'connect', () => {
       conn.connected = true
       conn.activeAt = this.clock
     })
-    socket.on('data', (d: Buffer) => this.#onData(conn, d))
+    if (this.#tls) socket.on('data', (d: Buffer) => this.#onData(conn, d))
     socket.on('end', () => this.#onEnd(conn))
     socket.on('error', (err) => this.#onSocketError(conn, err))
     socket.on('close', () => this.#onClose(conn))
