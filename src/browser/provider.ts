@@ -5,7 +5,8 @@
  * Every request goes through the issuer's own HTTP client (its trust, time and size limits).
  * Tokens, codes and secrets never reach a log line or an error message.
  */
-import { request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
+import { undici } from '../lazyModules.ts'
 import { fetchJson, FetchError, type FetchLimits } from '../auth/oidc/fetch.ts'
 
 /** Why talking to the provider failed; `message` is safe to log (no token, no code). */
@@ -172,7 +173,7 @@ export class ProviderClient {
     else headers.authorization = `Basic ${Buffer.from(`${formEncode(this.#o.clientId)}:${formEncode(secret)}`).toString('base64')}`
     let res: Dispatcher.ResponseData
     try {
-      res = await request(token, { method: 'POST', body: body.toString(), headers, dispatcher, headersTimeout: limits.timeoutMs, bodyTimeout: limits.timeoutMs, signal: AbortSignal.timeout(limits.timeoutMs) })
+      res = await undici().request(token, { method: 'POST', body: body.toString(), headers, dispatcher, headersTimeout: limits.timeoutMs, bodyTimeout: limits.timeoutMs, signal: AbortSignal.timeout(limits.timeoutMs) })
     } catch (e) {
       throw new ProviderError('network', `token endpoint: ${(e as Error).name}`)
     }

@@ -16,7 +16,8 @@
  */
 import { rootCertificates } from 'node:tls'
 import type { ConnectionOptions } from 'node:tls'
-import { Client, InvalidCredentialsError, type Entry } from 'ldapts'
+import type { Client, Entry } from 'ldapts'
+import { ldapts } from '../lazyModules.ts'
 import { domainDn, type LdapSettings } from '../config/ldap.ts'
 import { GatehouseError } from '../errors.ts'
 import { escapeFilterValue, firstRdnValue } from './escape.ts'
@@ -123,7 +124,7 @@ export class Directory {
       try {
         await c.bind(u.dn, password)
       } catch (e) {
-        if (e instanceof InvalidCredentialsError) return undefined
+        if (e instanceof ldapts().InvalidCredentialsError) return undefined
         throw e
       }
       return u
@@ -178,7 +179,7 @@ export class Directory {
     for (const url of this.#s.urls) {
       const tlsOptions = { ...this.#tls, servername: serverName(url) }
       // ldapts speaks TLS from the first byte whenever tlsOptions is given: only for ldaps://.
-      const c = new Client({ url, connectTimeout: this.#s.connectTimeoutMs, timeout: this.#s.operationTimeoutMs, ...(url.startsWith('ldaps:') ? { tlsOptions } : {}) })
+      const c = new (ldapts().Client)({ url, connectTimeout: this.#s.connectTimeoutMs, timeout: this.#s.operationTimeoutMs, ...(url.startsWith('ldaps:') ? { tlsOptions } : {}) })
       let connected = false
       try {
         if (url.startsWith('ldap:') && this.#s.startTls) await c.startTLS(tlsOptions)
@@ -186,7 +187,7 @@ export class Directory {
           await c.bind(this.#s.bindDn, this.#s.bindPassword)
         } catch (e) {
           // A refused reader is a configuration fault, not a wrong user password.
-          if (e instanceof InvalidCredentialsError) throw unavailable(`${url}: the reader bind (${this.#s.bindDn}) was refused: check authentication.ldap.bindDn and its password`)
+          if (e instanceof ldapts().InvalidCredentialsError) throw unavailable(`${url}: the reader bind (${this.#s.bindDn}) was refused: check authentication.ldap.bindDn and its password`)
           throw e
         }
         connected = true

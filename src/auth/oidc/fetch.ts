@@ -3,7 +3,8 @@
  * bytes (a 50 MB JWKS is refused from its Content-Length, or cut off as it streams), and only
  * 200 with a JSON object is accepted.
  */
-import { Agent, request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
+import { undici } from '../../lazyModules.ts'
 
 /** Why a fetch failed; logged, never sent to clients. */
 export class FetchError extends Error {
@@ -22,7 +23,7 @@ export interface FetchLimits {
 
 /** An HTTP client for one issuer (its own trust: system CAs, or a custom CA that replaces them). */
 export function issuerDispatcher(ca: string | string[] | undefined, timeoutMs: number): Dispatcher {
-  return new Agent({ connect: { timeout: timeoutMs, ...(ca === undefined ? {} : { ca }) }, keepAliveTimeout: 10_000 })
+  return new (undici().Agent)({ connect: { timeout: timeoutMs, ...(ca === undefined ? {} : { ca }) }, keepAliveTimeout: 10_000 })
 }
 
 /**
@@ -36,7 +37,7 @@ export async function fetchBytes(url: string, dispatcher: Dispatcher, limits: Fe
   try {
     let res: Dispatcher.ResponseData
     try {
-      res = await request(url, { dispatcher, signal: ac.signal, headers: { accept: 'application/json' }, headersTimeout: limits.timeoutMs, bodyTimeout: limits.timeoutMs })
+      res = await undici().request(url, { dispatcher, signal: ac.signal, headers: { accept: 'application/json' }, headersTimeout: limits.timeoutMs, bodyTimeout: limits.timeoutMs })
     } catch (e) {
       throw ac.signal.aborted ? new FetchError('timeout', `no answer from ${url} within ${limits.timeoutMs} ms`) : new FetchError('network', `${url}: ${(e as Error).message}`)
     }
