@@ -1,18 +1,21 @@
 /**
  * Bodies stream in both directions (SPEC §7): a 256 MiB upload and a 256 MiB download through the
- * real binary, with the gatehouse process's resident memory (VmRSS) sampled every 50 ms. The byte
- * counts must be exact and RSS may not grow by more than 64 MiB over the baseline.
+ * real binary, over plain HTTP and with gatehouse terminating TLS, with the gatehouse process's
+ * resident memory (VmRSS) sampled every 50 ms. The byte counts must be exact and RSS may not grow
+ * by more than 64 MiB over the baseline.
  *
  * GATEHOUSE_STREAM_TEST_BYTES raises the size for a manual run, e.g.
  *   GATEHOUSE_STREAM_TEST_BYTES=1073741824 node --import tsx --test test/integration/streaming.test.ts
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
+import { generateSelfSignedCertificate } from '../../src/tls/selfsigned.ts'
 import { startServe, type ServeProcess } from '../helpers/cli.ts'
 import { assertNoSecretsInLogs, usedSecrets } from '../helpers/proxy.ts'
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
@@ -71,7 +74,11 @@ function generated(n: number): Readable {
 
 const mb = (n: number): string => (n / MiB).toFixed(1)
 
-describe(`streaming through the real binary (${mb(BYTES)} MiB each way)`, () => {
+for (const tls of [false, true]) describe(`streaming through the real binary (${mb(BYTES)} MiB each way, ${tls ? 'TLS' : 'plain HTTP'})`, () => {
+  const cert = tls ? generateSelfSignedCertificate({ commonName: 'gatehouse streaming test', days: 1 }) : undefined
+  // The client trusts exactly this certificate (verification stays on).
+  const client = (url: string, o: http.RequestOptions, cb: (res: http.IncomingMessage) => void): http.ClientRequest =>
+    cert === undefined ? http.request(url, o, cb) : https.request(url, { ...o, ca: cert.certPem }, cb)
   let up: RecordingUpstream
   let dir: string
   let gh: ServeProcess
@@ -82,10 +89,16 @@ describe(`streaming through the real binary (${mb(BYTES)} MiB each way)`, () => 
     usedSecrets.add(KEY)
     up = await startUpstream()
     dir = mkdtempSync(path.join(tmpdir(), 'gh-stream-'))
+    const tlsEnv: Record<string, string> = { GATEHOUSE_TLS_ENABLED: 'false' }
+    if (cert !== undefined) {
+      writeFileSync(path.join(dir, 'cert.pem'), cert.certPem)
+      writeFileSync(path.join(dir, 'key.pem'), cert.keyPem, { mode: 0o600 })
+      Object.assign(tlsEnv, { GATEHOUSE_TLS_ENABLED: 'true', GATEHOUSE_TLS_CERT_FILE: path.join(dir, 'cert.pem'), GATEHOUSE_TLS_KEY_FILE: path.join(dir, 'key.pem') })
+    }
     gh = await startServe(
       {
         GATEHOUSE_STATE_DIR: path.join(dir, 'state'),
-        GATEHOUSE_TLS_ENABLED: 'false',
+        ...tlsEnv,
         GATEHOUSE_UPSTREAM_URL: up.url,
         GATEHOUSE_UPSTREAM_PROFILE: 'generic',
         AUTHENTICATION_APIKEY_ENABLED: 'true',
@@ -102,7 +115,7 @@ describe(`streaming through the real binary (${mb(BYTES)} MiB each way)`, () => 
     }
     await new Promise((r) => setTimeout(r, 300))
     baseline = rss(pid)
-    console.log(`streaming: gatehouse baseline VmRSS ${mb(baseline)} MiB`)
+    console.log(`streaming (${tls ? 'TLS' : 'plain'}): gatehouse baseline VmRSS ${mb(baseline)} MiB`)
   })
 
   after(async () => {
@@ -115,7 +128,7 @@ describe(`streaming through the real binary (${mb(BYTES)} MiB each way)`, () => 
 
   function upload(n: number): Promise<{ status: number; upstreamBytes: number }> {
     return new Promise((resolve, reject) => {
-      const req = http.request(
+      const req = client(
         `${gh.dataUrl}/upload`,
         { method: 'POST', agent: false, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/octet-stream', 'content-length': String(n) } },
         (res) => {
@@ -137,7 +150,7 @@ describe(`streaming through the real binary (${mb(BYTES)} MiB each way)`, () => 
 
   function download(n: number): Promise<{ status: number; bytes: number; declared: string | undefined }> {
     return new Promise((resolve, reject) => {
-      const req = http.request(`${gh.dataUrl}/download/${n}`, { agent: false, headers: { authorization: `Bearer ${KEY}` } }, (res) => {
+      const req = client(`${gh.dataUrl}/download/${n}`, { agent: false, headers: { authorization: `Bearer ${KEY}` } }, (res) => {
         let bytes = 0
         res.on('data', (c: Buffer) => (bytes += c.length))
         res.on('end', () => (res.complete ? resolve({ status: res.statusCode ?? 0, bytes, declared: res.headers['content-length'] }) : reject(new Error(`download cut after ${bytes} bytes`))))
@@ -152,7 +165,7 @@ describe(`streaming through the real binary (${mb(BYTES)} MiB each way)`, () => 
     up.reset()
     const { result, start, peak, samples, ms } = await sampled(pid, () => upload(BYTES))
     const growth = peak - baseline
-    console.log(`streaming: upload ${mb(BYTES)} MiB in ${ms} ms (${((BYTES / MiB) * 1000 / ms).toFixed(0)} MiB/s); VmRSS baseline ${mb(baseline)} MiB, at start ${mb(start)} MiB, peak ${mb(peak)} MiB, growth ${mb(growth)} MiB (${samples} samples)`)
+    console.log(`streaming (${tls ? 'TLS' : 'plain'}): upload ${mb(BYTES)} MiB in ${ms} ms (${((BYTES / MiB) * 1000 / ms).toFixed(0)} MiB/s); VmRSS baseline ${mb(baseline)} MiB, at start ${mb(start)} MiB, peak ${mb(peak)} MiB, growth ${mb(growth)} MiB (${samples} samples)`)
     assert.equal(result.status, 200)
     assert.equal(result.upstreamBytes, BYTES)
     assert.equal(up.requests.at(-1)?.bodyBytes, BYTES)
@@ -163,7 +176,7 @@ describe(`streaming through the real binary (${mb(BYTES)} MiB each way)`, () => 
   it(`download of ${mb(BYTES)} MiB arrives byte-exact with flat memory`, async () => {
     const { result, start, peak, samples, ms } = await sampled(pid, () => download(BYTES))
     const growth = peak - baseline
-    console.log(`streaming: download ${mb(BYTES)} MiB in ${ms} ms (${((BYTES / MiB) * 1000 / ms).toFixed(0)} MiB/s); VmRSS baseline ${mb(baseline)} MiB, at start ${mb(start)} MiB, peak ${mb(peak)} MiB, growth ${mb(growth)} MiB (${samples} samples)`)
+    console.log(`streaming (${tls ? 'TLS' : 'plain'}): download ${mb(BYTES)} MiB in ${ms} ms (${((BYTES / MiB) * 1000 / ms).toFixed(0)} MiB/s); VmRSS baseline ${mb(baseline)} MiB, at start ${mb(start)} MiB, peak ${mb(peak)} MiB, growth ${mb(growth)} MiB (${samples} samples)`)
     assert.equal(result.status, 200)
     assert.equal(result.declared, String(BYTES))
     assert.equal(result.bytes, BYTES)
