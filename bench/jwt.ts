@@ -3,7 +3,7 @@
  *
  *   npm run build --silent && node --import tsx bench/jwt.ts [--rounds 5] [--secs 3] [--tls]
  *                                      [--pairs jwt/anon,apikey/anon,first-rs256/jwt,first-es256/jwt]
- *                                      [--before /tmp/dist-before]
+ *                                      [--before /tmp/dist-before] [--dist <dist dir measured>]
  *   node --import tsx bench/jwt.ts --stage [--rounds 7] [--before /tmp/dist-before]
  *
  * Each pair loads both processes at once (a wrk each, 50 connections) on the proxy core, so a
@@ -67,6 +67,10 @@ export interface JwtOptions {
   pairs?: readonly (readonly [JwtMode, JwtMode, string])[]
   /** A dist/ directory of another build: every pair becomes mode (this build) ÷ mode (that build). */
   before?: string | undefined
+  /** The build measured (default: this tree's dist/). */
+  dist?: string | undefined
+  /** Extra environment of side B only (e.g. NODE_OPTIONS): a pair of one build with two settings. */
+  bEnv?: Record<string, string>
   /** Distinct tokens per first-sight pool (more than the cache holds, so every request misses). */
   tokens?: number
   log?: (s: string) => void
@@ -139,7 +143,7 @@ export async function runJwt(opts: JwtOptions = {}): Promise<{ markdown: string;
     const bad = await badTokens(issuer, goodJwt)
 
     /** Start one mode of one build and prove it. */
-    const start = async (mode: JwtMode, bin: string, tag: string): Promise<Running> => {
+    const start = async (mode: JwtMode, bin: string, tag: string, extraEnv: Record<string, string> = {}): Promise<Running> => {
       const cache = `authentication:\n  tokenCache:\n    maxEntries: ${FIRST_SIGHT_CACHE}\n`
       const spec: { env: Record<string, string>; yaml?: string; auth?: string; tokens?: string; bad: BadCredential[]; user?: string } =
         mode === 'anon'
@@ -150,7 +154,7 @@ export async function runJwt(opts: JwtOptions = {}): Promise<{ markdown: string;
               ? { env: oidcEnv(ctx), auth: `Bearer ${goodJwt}`, bad, user: SUBJECT }
               : { env: oidcEnv(ctx), yaml: cache, auth: `Bearer ${goodJwt}`, tokens: mode === 'first-rs256' ? rsPool : esPool, bad, user: SUBJECT }
       const id = `${mode}-${tag}`
-      const { proc, url } = await startGatehouse(ctx, id, tls, spec.env, spec.yaml, bin)
+      const { proc, url } = await startGatehouse(ctx, id, tls, { ...spec.env, ...extraEnv }, spec.yaml, bin)
       procs.push(proc)
       const p = await prove({ url, good: spec.auth, bad: spec.bad, expectUser: spec.user })
       if (!p.ok) throw new Error(`${id} failed its proof: ${p.lines.filter((l) => l.startsWith('FAIL')).join('; ')}`)
@@ -158,13 +162,13 @@ export async function runJwt(opts: JwtOptions = {}): Promise<{ markdown: string;
       return { proc, url, auth: spec.auth, tokens: spec.tokens, log: proc.logFile }
     }
 
-    const here = path.join(ROOT, 'dist/bin/gatehouse.js')
+    const here = path.join(path.resolve(opts.dist ?? path.join(ROOT, 'dist')), 'bin/gatehouse.js')
     const old = opts.before === undefined ? undefined : path.join(path.resolve(opts.before), 'bin/gatehouse.js')
     const results: PairFigures[] = []
     const perMode = new Map<string, number[]>()
     for (const [ma, mb, target] of pairSpecs) {
       const a = await start(ma, here, 'a')
-      const b = old === undefined ? await start(mb, here, 'b') : await start(mb, old, 'before')
+      const b = old === undefined ? await start(mb, here, 'b', opts.bEnv) : await start(mb, old, 'before', opts.bEnv)
       const fig: PairFigures = {
         a: `${MODE_NAME[ma]}${old === undefined ? '' : ' (this build)'}`,
         b: `${MODE_NAME[mb]}${old === undefined ? '' : ' (before)'}`,
@@ -370,7 +374,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const t0 = Date.now()
   const log = (s: string): void => console.error(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`)
   if (argv.includes('--stage')) {
-    const r = await runStage({ rounds: Number(val('--rounds') ?? 7), before: val('--before'), log })
+    const r = await runStage({ rounds: Number(val('--rounds') ?? 7), before: val('--before'), ...(val('--dist') === undefined ? {} : { dist: val('--dist') }), log })
     console.log(r.markdown)
     process.exit(0)
   }
@@ -379,6 +383,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     secs: Number(val('--secs') ?? 3),
     tls: argv.includes('--tls'),
     before: val('--before'),
+    dist: val('--dist'),
+    // --b-env NAME=VALUE: side B only (a pair of one build with two settings).
+    ...(val('--b-env') === undefined ? {} : { bEnv: Object.fromEntries([(val('--b-env') as string).split(/=(.*)/s).slice(0, 2) as [string, string]]) }),
     ...(pairs === undefined ? {} : { pairs }),
     ...(val('--tokens') === undefined ? {} : { tokens: Number(val('--tokens')) }),
     log,
