@@ -76,10 +76,14 @@ export interface FetchCounts {
 
 const require = createRequire(import.meta.url)
 
+/** prom-client's `Registry.PROMETHEUS_CONTENT_TYPE` (text format 0.0.4). */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+
 /**
- * prom-client, loaded when the first Metrics is built (metrics.enabled), not by every process
- * that imports the constants above: ~30 modules and ~2 MiB resident a data-plane worker without
- * metrics never uses (docs/benchmarks.md, "Footprint"). A CommonJS require keeps it synchronous.
+ * prom-client, loaded when a registry is first needed (a scrape, or a cluster worker joining the
+ * sum), not by every process that imports the constants above: ~80 modules with its
+ * OpenTelemetry dependency (docs/benchmarks.md, "Footprint"). A CommonJS require keeps it
+ * synchronous.
  */
 export function promClient(): typeof PromClient {
   return require('prom-client') as typeof PromClient
@@ -150,7 +154,8 @@ export interface MetricsSources {
 
 /** The metrics of one gatehouse. Create one per server, only when `metrics.enabled`. */
 export class Metrics {
-  readonly registry: Registry
+  #registry: Registry | undefined
+  readonly #defaultMetrics: boolean
   /** The verified-token cache's counters (compose.ts hands them to the cache). */
   readonly tokenCache: CacheCounts = { hits: 0, misses: 0 }
   /** The data listener's failed-credential throttle (auth/throttle.ts). */
@@ -181,15 +186,28 @@ export class Metrics {
    * @param storeOps the store operations timed (a fixed list from store/store.ts)
    */
   constructor(opts: { storeBackend: string; storeOps: readonly string[]; defaultMetrics?: boolean }) {
-    const { collectDefaultMetrics, Registry } = promClient()
-    this.registry = new Registry()
+    this.#defaultMetrics = opts.defaultMetrics !== false
     this.#requests = new Float64Array(PROTOCOLS.length * STATUS_CLASSES.length * AUTH_METHODS.length * DECISIONS.length * PROFILES.length)
     this.#storeBackend = opts.storeBackend
     this.#storeNames = opts.storeOps
     opts.storeOps.forEach((op, index) => this.#storeOps.set(op, { calls: 0, errors: 0, index }))
     this.#storeLatency = new Hist(STORE_BUCKETS, opts.storeOps.length)
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
-    for (const m of this.#collected()) this.registry.registerMetric(m as unknown as Metric)
+  }
+
+  /**
+   * prom-client's registry, built at the first scrape (or when the cluster's aggregation needs
+   * it): a process nobody scrapes never loads prom-client (~3 MiB resident, docs/benchmarks.md,
+   * "Footprint"). The counts live in the arrays above from the start; prom-client's process
+   * metrics (GC durations, event-loop lag) are collected from the first scrape on.
+   */
+  get registry(): Registry {
+    if (this.#registry !== undefined) return this.#registry
+    const { collectDefaultMetrics, Registry } = promClient()
+    const r = new Registry()
+    if (this.#defaultMetrics) collectDefaultMetrics({ register: r })
+    for (const m of this.#collected()) r.registerMetric(m as unknown as Metric)
+    this.#registry = r
+    return r
   }
 
   /**
@@ -291,8 +309,9 @@ export class Metrics {
     return this.registry.metrics()
   }
 
+  /** The Prometheus text format's type, prom-client's default (without loading it). */
   get contentType(): string {
-    return this.registry.contentType
+    return PROMETHEUS_CONTENT_TYPE
   }
 
   #collected(): Collected[] {

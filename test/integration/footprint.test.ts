@@ -1,8 +1,9 @@
 /**
  * The footprint mechanisms of `gatehouse serve` (docs/benchmarks.md, "Footprint"), through the real
  * binary: the serving process keeps V8's young generation at the cap, and a data-plane process
- * loads the optional dependencies only when its configuration uses them. Behaviour, not timing:
- * what is checked is the new space's size and the list of modules the process loaded.
+ * loads the optional dependencies only when its configuration uses them (prom-client: at the
+ * first scrape). Behaviour, not timing: what is checked is the new space's size and the list of
+ * modules the process loaded.
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -92,9 +93,9 @@ describe('footprint of gatehouse serve', () => {
     assert.equal(youngGenerationSetByUser(['--semi-space-growth-factor=3'], ''), true)
   })
 
-  it('does not load undici, ldapts, Redis or prom-client in an API-key process without metrics', async () => {
+  it('does not load undici, ldapts, Redis, or prom-client before the first scrape, in an API-key process', async () => {
     const rec = moduleRecorder(mkdtempSync(path.join(dir, 'rec-')))
-    const gh = await startServe({ NODE_OPTIONS: rec.nodeOptions, GATEHOUSE_STATE_DIR: path.join(dir, 's2'), GATEHOUSE_TLS_ENABLED: 'false', GATEHOUSE_METRICS_ENABLED: 'false', AUTHENTICATION_APIKEY_ENABLED: 'true', AUTHENTICATION_APIKEY_ALLOWED_KEYS: KEY, AUTHENTICATION_APIKEY_USERS: 'u' }, { cwd: dir })
+    const gh = await startServe({ NODE_OPTIONS: rec.nodeOptions, GATEHOUSE_STATE_DIR: path.join(dir, 's2'), GATEHOUSE_TLS_ENABLED: 'false', AUTHENTICATION_APIKEY_ENABLED: 'true', AUTHENTICATION_APIKEY_ALLOWED_KEYS: KEY, AUTHENTICATION_APIKEY_USERS: 'u' }, { cwd: dir })
     const r = await request(`${gh.dataUrl}/x`, { headers: { authorization: `Bearer ${KEY}` }, dispatcher: agent })
     await r.body.text()
     assert.equal(r.statusCode, 200)
