@@ -189,7 +189,7 @@ export async function runJwt(opts: JwtOptions = {}): Promise<{ markdown: string;
         const ca = cpuDelta(sa, cpuSnapshot(a.proc.pid))
         const cb = cpuDelta(sb, cpuSnapshot(b.proc.pid))
         if (ra.errors > 0 || rb.errors > 0 || ra.requests === 0 || rb.requests === 0) {
-          log(`round ${r + 1}: errors (${ra.errorDetail} / ${rb.errorDetail}), not counted`)
+          log(`round ${r + 1} not counted: ${ra.requests} / ${rb.requests} requests, errors ${ra.errorDetail} / ${rb.errorDetail}`)
           continue
         }
         const ua = (ca * 1e6) / ra.requests
