@@ -119,10 +119,11 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
     procs.push(up.proc)
     const ctx = { dir, upUrl: `http://127.0.0.1:${up.port}`, tls: tlsFiles, proxyCpu, issuer, audience: AUDIENCE }
     const auth = `Bearer ${goodJwt}`
+    /** `streams` 0: HTTP/1.1 (h2load --h1), one request at a time per connection. */
     const load = (t: Target, streams: number, seconds: number, grpcFile?: string): Promise<H2loadResult> =>
       runH2load({
         url: `${t.url}${grpcFile === undefined ? '/bench' : GRPC_PATH}`,
-        h1: false,
+        h1: streams === 0,
         connections: CONNECTIONS,
         streams,
         seconds,
@@ -162,7 +163,7 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
 
       async function beforeAfter(): Promise<string> {
         const out: string[] = ['| listener | streams/conn | this ÷ before, CPU µs/req median (range) | this µs/req | before µs/req | this req/s | before req/s |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
-        for (const tls of [false, true]) {
+        for (const tls of opts.only === 'grpc' ? [] : [false, true]) {
           const a = await startGh(`gh-h2-this-${scheme(tls)}`, tls, here)
           const b = await startGh(`gh-h2-before-${scheme(tls)}`, tls, old)
           for (const streams of STREAMS) {
@@ -292,6 +293,12 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
           }
           log(`h2 ${scheme(tls)} m${streams}: gatehouse ${f(fg.cpuUs)} µs/req, HAProxy ${f(fh.cpuUs)} µs/req, ratio ${f(ratios, 2)}×`)
         }
+        // The same gatehouse over HTTP/1.1 from the same tool: what HTTP/2 costs it over HTTP/1.1.
+        await load(gh, 0, warmSecs)
+        const f1 = fresh()
+        for (let r = 0; r < rounds; r++) await measure(gh, 0, f1)
+        md.push(`| ${tls ? 'TLS (ALPN http/1.1)' : 'HTTP/1.1'} | — | gatehouse OIDC JWT, HTTP/1.1 (h2load --h1) | ${f(f1.cpuUs)} | ${f(f1.rps, 0)} | ${f(f1.meanUs.map((u) => u / 1000), 2)} | ${f(f1.rss)} | |`)
+        log(`h1 ${scheme(tls)}: gatehouse ${f(f1.cpuUs)} µs/req`)
         await stopProc(gh.proc as Proc)
         await stopProc(hp.proc as Proc)
       }
