@@ -12,7 +12,6 @@ import path from 'node:path'
 import { anonymousEnabled } from '../compose.ts'
 import { writeNewKeysFile } from '../config/keys.ts'
 import type { Config } from '../config/types.ts'
-import { LocalIssuer } from '../issuer/localIssuer.ts'
 import { createLogger, flushLogs, type Logger } from '../log.ts'
 import { startServer, type RunningServer } from '../server/serve.ts'
 import { ensureSelfSignedCertificate } from '../tls/selfsigned.ts'
@@ -168,7 +167,7 @@ async function runPrimary(c: Config, n: number, logger: Logger, earlyHup: () => 
   let attach: (w: Worker) => void = () => {}
   if (c.store.url === 'file:') {
     const store = new FileStore(c.stateDir)
-    if (c.authentication.local.enabled) await LocalIssuer.open(c, store, logger)
+    if (c.authentication.local.enabled) await (await import('../issuer/localIssuer.ts')).LocalIssuer.open(c, store, logger)
     attach = serveStore(store, all)
   } else if (c.authentication.local.enabled) {
     // The shared signing key and the bootstrap rule, once, before the workers race to them
@@ -183,7 +182,7 @@ async function runPrimary(c: Config, n: number, logger: Logger, earlyHup: () => 
       return 1
     }
     try {
-      await LocalIssuer.open(c, opened.store, logger)
+      await (await import('../issuer/localIssuer.ts')).LocalIssuer.open(c, opened.store, logger)
     } finally {
       await opened.close()
     }

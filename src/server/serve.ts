@@ -13,7 +13,6 @@ import type { Readiness } from '../admin/routes.ts'
 import type { JwtVerifier } from '../auth/authenticate.ts'
 import { createOidc, type OidcRuntime } from '../auth/oidc/setup.ts'
 import { formatProblem, loadConfig, type LoadOptions } from '../config/load.ts'
-import { LocalIssuer, SIGNING_KEY_NOTICE, SIGNING_KEY_RING } from '../issuer/localIssuer.ts'
 import { openStore, type OpenedStore } from '../store/open.ts'
 import type { IssuerStore } from '../store/store.ts'
 import { OutboundTrust } from '../upstream/trust.ts'
@@ -126,7 +125,9 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
   const opened = opts.store === undefined ? await openStore(config.store, config.stateDir, logger, l.refreshTokenLifetime + l.accessTokenLifetime) : undefined
   const store: IssuerStore = withStoreMetrics(opts.store ?? (opened as OpenedStore).store, metrics)
   const trust = await OutboundTrust.open(store)
-  const issuer = config.authentication.local.enabled ? await LocalIssuer.open(config, store, logger, { extraCa: () => trust.extraCa }) : undefined
+  // Loaded only with local users on: it brings jose and the directory client (docs/benchmarks.md, "Footprint").
+  const local = config.authentication.local.enabled ? await import('../issuer/localIssuer.ts') : undefined
+  const issuer = local === undefined ? undefined : await local.LocalIssuer.open(config, store, logger, { extraCa: () => trust.extraCa })
   const jwksCounts = metrics === undefined ? undefined : (issuer: string) => metrics.jwksCounts(issuer)
   let oidc = await createOidc(config, logger, { trust, counts: jwksCounts })
   oidc.start()
@@ -269,7 +270,7 @@ export async function startServer(config: Config, logger: Logger, opts: StartOpt
     if (key === 'tls') void certs?.reload()
     if (key === 'caCert') void trust.reload()
     // Another replica or worker rotated the local issuer's signing key (docs/security.md, "Signing keys").
-    if (key === SIGNING_KEY_RING || key === SIGNING_KEY_NOTICE) issuer?.reloadSigningKeys().catch((e: unknown) => logger.warn({ error: (e as Error).message }, 'could not load the rotated signing keys; an unknown kid loads them again'))
+    if (local !== undefined && (key === local.SIGNING_KEY_RING || key === local.SIGNING_KEY_NOTICE)) issuer?.reloadSigningKeys().catch((e: unknown) => logger.warn({ error: (e as Error).message }, 'could not load the rotated signing keys; an unknown kid loads them again'))
   })
   // Reload (SIGHUP, or a watched file changed): load and validate anew; apply only a valid
   // config, swapping runtime and forwarder as one unit between two requests. In-flight requests
