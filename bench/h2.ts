@@ -137,7 +137,14 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
       const s = t.proc === undefined ? undefined : cpuSnapshot(t.proc.pid)
       const rss = t.proc === undefined ? undefined : rssSampler(t.proc.pid)
       const ok0 = await t.okCalls?.()
-      const r = await load(t, streams, secs, grpcFile)
+      let r: H2loadResult
+      try {
+        r = await load(t, streams, secs, grpcFile)
+      } catch (e) {
+        rss?.stop()
+        log(`${t.name} m${streams}: ${String(e).slice(0, 300)}: not counted`)
+        return
+      }
       const peak = rss?.stop()
       // The access lines of the last calls are written after h2load has its answers.
       if (ok0 !== undefined) await new Promise((res) => setTimeout(res, 300))

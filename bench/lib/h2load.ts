@@ -45,7 +45,11 @@ export function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr.on('data', (d: Buffer) => (out += d.toString()))
     child.once('error', reject)
+    // h2load -D measures from the moment every connection is up; one that never comes up (a
+    // handshake lost on a saturated core) would keep it running: bound every run.
+    const guard = setTimeout(() => child.kill('SIGINT'), (o.seconds + 30) * 1000)
     child.once('exit', () => {
+      clearTimeout(guard)
       const fin = /finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)
       const req = /requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed/.exec(out)
       const codes = /status codes: (\d+) 2xx/.exec(out)
