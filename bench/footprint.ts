@@ -2,7 +2,7 @@
  * Footprint: how much memory one gatehouse process holds, idle and under load, and what the
  * memory work costs in CPU, with the real binary:
  *
- *   npm run bench:footprint [-- --quick] [--before /tmp/dist-before] [--rounds 3] [--secs 3]
+ *   npm run bench:footprint [-- --quick] [--before /tmp/dist-before] [--dist DIR] [--rounds 3] [--secs 3]
  *
  * For each mode (anonymous pass-through, API key, OIDC JWT with the verified-token cache warm)
  * one process of this tree's build is started (and, with `--before DIR`, one of that dist/ too),
@@ -46,6 +46,8 @@ export interface FootprintOptions {
   subject?: string | undefined
   /** Another build's dist/ directory: the same-noise CPU pair new ÷ before, and its RSS. */
   before?: string | undefined
+  /** The dist/ directory measured as "this build" (default: this tree's, which others may rebuild meanwhile). */
+  dist?: string | undefined
   rounds?: number | undefined
   /** Seconds per load round. */
   secs?: number | undefined
@@ -147,7 +149,7 @@ export async function runFootprint(opts: FootprintOptions): Promise<{ markdown: 
       })
     }
 
-    const here = path.join(ROOT, 'dist/bin/gatehouse.js')
+    const here = path.join(path.resolve(opts.dist ?? path.join(ROOT, 'dist')), 'bin/gatehouse.js')
     const old = opts.before === undefined ? undefined : path.join(path.resolve(opts.before), 'bin/gatehouse.js')
     const rows: FootprintRow[] = []
     for (const mode of ['anon', 'apikey', 'jwt'] as const) {
@@ -253,6 +255,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     quick: argv.includes('--quick'),
     log,
     before: val('--before'),
+    dist: val('--dist'),
     rounds: val('--rounds') === undefined ? undefined : Number(val('--rounds')),
     secs: val('--secs') === undefined ? undefined : Number(val('--secs')),
   })
