@@ -252,6 +252,7 @@ export async function runStage(opts: { rounds?: number; calls?: number; dist?: s
   const issuer = await startIssuer({ audience: AUDIENCE })
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gh-jwt-stage-'))
   const stops: (() => void)[] = []
+  let pinned = false
   try {
     const esKid = await issuer.keys.addKey('ES256')
     const now = Math.floor(Date.now() / 1000)
@@ -260,7 +261,8 @@ export async function runStage(opts: { rounds?: number; calls?: number; dist?: s
     const pool = 3 * 1000
     const rs = await Promise.all(Array.from({ length: pool }, (_, i) => issuer.sign({ ...claims, jti: `r${i}` })))
     const es = await Promise.all(Array.from({ length: pool }, (_, i) => issuer.sign({ ...claims, jti: `e${i}` }, { kid: esKid })))
-    if (hasTaskset && os.cpus().length >= 2) pinSelf(1)
+    // On the proxy core for the measurement; back on the load core (bench/peers.ts's layout) after.
+    pinned = hasTaskset && os.cpus().length >= 2 && pinSelf(1)
     const builds = [{ tag: '', dist: opts.dist ?? path.join(ROOT, 'dist') }, ...(opts.before === undefined ? [] : [{ tag: ' (before)', dist: path.resolve(opts.before) }])]
     type Auth = { authenticate(c: { token: string; source: 'authorization' }, access: 'read'): unknown }
     const cases: { label: string; run: (i: number) => void }[] = []
@@ -319,6 +321,7 @@ export async function runStage(opts: { rounds?: number; calls?: number; dist?: s
     md.push(`${rounds} interleaved rounds × ${calls} calls per case, ${hasTaskset ? 'pinned to CPU 1, ' : ''}CPU time of this process (process.cpuUsage); a pool of ${pool} tokens per algorithm against a ${pool / 3}-entry verified-token cache, so each first-sight call decodes, verifies, checks the claims, builds the principal and evicts an entry.`)
     return { markdown: md.join('\n') + '\n', figures }
   } finally {
+    if (pinned) pinSelf(0)
     for (const s of stops) s()
     await issuer.close()
     rmSync(dir, { recursive: true, force: true })
