@@ -6,6 +6,7 @@
  * modules the process loaded.
  */
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -13,7 +14,7 @@ import { after, before, describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { Agent, request } from 'undici'
 import { SEMI_SPACE_CAP_MIB, youngGenerationSetByUser } from '../../src/bin/youngGeneration.ts'
-import { startServe, type ServeProcess } from '../helpers/cli.ts'
+import { ROOT, startServe, type ServeProcess } from '../helpers/cli.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
 
 const KEY = 'footprint-test-key-0123456789'
@@ -39,6 +40,33 @@ function moduleRecorder(dir: string): { nodeOptions: string; loaded(): string[] 
     ].join('\n'),
   )
   return { nodeOptions: `--import ${pathToFileURL(preload).href}`, loaded: () => readFileSync(list, 'utf8').split('\n').filter(Boolean) }
+}
+
+/**
+ * The new space (MiB, both semi-spaces) of a node process that allocates with many survivors per
+ * scavenge (which makes V8 grow the young generation to its maximum), yielding between chunks as
+ * a server does; `cap` calls the built capYoungGeneration() first.
+ */
+function churnNewSpace(dir: string, cap: boolean, nodeArgs: string[] = []): number {
+  const f = path.join(dir, 'churn.mjs')
+  writeFileSync(
+    f,
+    [
+      `import v8 from 'node:v8'`,
+      `import { setImmediate as tick } from 'node:timers/promises'`,
+      `import { capYoungGeneration } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/bin/youngGeneration.js')).href)}`,
+      `if (process.argv[2] === 'cap') capYoungGeneration()`,
+      `let keep = []`,
+      `for (let chunk = 0; chunk < 300; chunk++) {`,
+      `  for (let i = 0; i < 10000; i++) { keep.push({ a: i, b: 'x' + i }); if (keep.length > 20000) keep = [] }`,
+      `  await tick()`,
+      `}`,
+      `console.log(v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size / 1048576)`,
+    ].join('\n'),
+  )
+  const r = spawnSync(process.execPath, [...nodeArgs, f, cap ? 'cap' : 'free'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 })
+  assert.equal(r.status, 0, r.stderr)
+  return Number(r.stdout.trim())
 }
 
 const OPTIONAL = /node_modules\/(undici|ldapts|prom-client|@redis\/client|@opentelemetry\/api)\//
@@ -83,6 +111,15 @@ describe('footprint of gatehouse serve', () => {
     } finally {
       await stop(gh)
     }
+  })
+
+  it('stops the young generation at the cap under allocation that grows it to the maximum without', () => {
+    const cap = 2 * SEMI_SPACE_CAP_MIB
+    const free = churnNewSpace(dir, false)
+    assert.ok(free > cap, `the control grows past the cap (${free} MiB), so this test can fail`)
+    assert.ok(churnNewSpace(dir, true) <= cap)
+    // A user's own setting wins: the cap does nothing then.
+    assert.ok(churnNewSpace(dir, true, ['--max-semi-space-size=16']) > cap)
   })
 
   it("leaves the young generation to a user's own node flags", () => {
