@@ -370,7 +370,7 @@ export async function runBulk(opts: BulkOptions): Promise<{ markdown: string; ba
     await stopProc(origin)
   }
   const header = `${fmt(size / MiB, 0)} MiB each way, curl on CPU ${loadCpu} with the upstream (nginx sendfile for downloads, a Node byte-counting sink for uploads), each proxy alone on CPU ${proxyCpu}; ${rounds} interleaved round(s); status, byte count and SHA-256 proven per candidate.`
-  return { markdown: [header, '', ...sections].join('\n\n'), bars }
+  return { markdown: [header, ...sections].join('\n\n'), bars }
 }
 
 
