@@ -3,15 +3,18 @@
  *
  *   npm run build --silent && node --import tsx bench/peers.ts [--quick] [--tls] [--skip-install] [--smoke]
  *
- *   (default)       3 rounds × (5 s at 50 connections + 3 s at 1 connection) per candidate, < 15 min
- *   --quick         2 rounds × (2 s + 1 s), < 3 min
+ *   (default)       3 rounds × (5 s at 50 connections + 3 s at 1 connection) per candidate, then the
+ *                   suites (footprint, first-sight stage, bulk bodies, TLS handshakes, HTTP/2 + gRPC),
+ *                   < 45 min with --tls
+ *   --quick         2 rounds × (2 s + 1 s) and the suites' quick versions, < 12 min
  *   --tls           a second table with TLS terminated by every candidate (self-signed ECDSA P-256)
  *   --skip-install  do not apt-get install missing peers (they are reported as not run)
  *   --smoke         CI: no installs, gatehouse only (anonymous, API key, JWT warm), a Node load loop
  *                   when wrk is absent; exits non-zero unless gatehouse refuses every bad credential
  *                   and accepts the good one. < 30 s, no results file.
  *   --only a,b      only these candidate ids (nginx, haproxy, haproxy-jwt, apache-oidc, node-undici,
- *                   node-jose, gh-anon, gh-apikey, gh-jwt, gh-jwt-first, gh-local; gh-h2 = the h2load table)
+ *                   node-jose, gh-anon, gh-apikey, gh-jwt, gh-jwt-first, gh-jwt-first-es256, gh-local; and the
+ *                   suites: footprint, jwt-stage, bulk, handshake, h2)
  *   --keep          keep the temp dir (configs and logs) for inspection
  *   --node-load     use the Node/undici load loop even when wrk is installed
  *
@@ -36,13 +39,17 @@ import os from 'node:os'
 import path from 'node:path'
 import { startIssuer, type TestIssuer } from '../test/helpers/issuer.ts'
 import { generateSelfSignedCertificate } from '../src/tls/selfsigned.ts'
-import { ALL, FIRST_SIGHT_CACHE, ROOT, ghAnon, ghApiKey, ghJwt, startUpstream, type Candidate, type Ctx, type Running } from './lib/candidates.ts'
-import { runH2load } from './lib/h2load.ts'
+import { ALL, FIRST_SIGHT_CACHE, ROOT, ghAnon, ghApiKey, ghJwt, startUpstream, tokenPool, type Candidate, type Ctx, type Running } from './lib/candidates.ts'
+import { runBulk } from './bulk.ts'
+import { runFootprint } from './footprint.ts'
+import { runH2 } from './h2.ts'
+import { runHandshakes } from './handshake.ts'
+import { runStage } from './jwt.ts'
 import { ensurePackages, onPath } from './lib/install.ts'
 import { runNodeLoad, runWrk, stopLoad, type LoadOptions, type LoadResult } from './lib/load.ts'
 import { coreBusy, cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, rssSampler, stopAll, stopProc, type Proc } from './lib/proc.ts'
 import { prove, type BadCredential } from './lib/proof.ts'
-import { barChart, type Bar } from './lib/chart.ts'
+import { barChart, type Bar, type ChartOptions } from './lib/chart.ts'
 import { median, newRow, table, type Row } from './lib/report.ts'
 
 const argv = process.argv.slice(2)
@@ -58,8 +65,8 @@ const ONLY = onlyIdx >= 0 ? new Set((argv[onlyIdx + 1] ?? '').split(',').filter(
 const PLAN = SMOKE
   ? { label: 'smoke', rounds: 1, secs: 2, c1Secs: 1, warmSecs: 1, tokens: 0, limitS: 28 }
   : QUICK
-    ? { label: 'quick', rounds: 2, secs: TLS ? 1 : 2, c1Secs: 1, warmSecs: 1, tokens: 12_000, limitS: 178 }
-    : { label: 'full', rounds: 3, secs: 5, c1Secs: 3, warmSecs: 2, tokens: 20_000, limitS: 14 * 60 + 45 }
+    ? { label: 'quick', rounds: 2, secs: TLS ? 1 : 2, c1Secs: 1, warmSecs: 1, tokens: 12_000, limitS: 12 * 60 }
+    : { label: 'full', rounds: 3, secs: 5, c1Secs: 3, warmSecs: 2, tokens: 20_000, limitS: 45 * 60 }
 const CONNECTIONS = 50
 const AUDIENCE = 'gatehouse'
 const SUBJECT = 'bench-user'
@@ -216,6 +223,14 @@ async function main(): Promise<number> {
     }
     writeFileSync(tokensFile, `${batch.join('\n')}\n`, { mode: 0o644 })
   } else writeFileSync(tokensFile, '')
+  // The ES256 first-sight pool: the same claims signed by a second (P-256) key the issuer now
+  // publishes too; the RS256 key stays the signing key of every other token.
+  let es256TokensFile: string | undefined
+  if (candidates.some((c) => c.id === 'gh-jwt-first-es256')) {
+    log(`signing ${PLAN.tokens} distinct ES256 tokens for the ES256 first-sight run`)
+    const esKid = await issuer.keys.addKey('ES256')
+    es256TokensFile = await tokenPool(issuer, path.join(dir, 'tokens-es256.txt'), PLAN.tokens, { sub: SUBJECT, iat: now, exp: now + 7 * 86_400 }, esKid)
+  }
   if (pin) pinSelf(LOAD_CPU as number)
 
   let upPort: number
@@ -249,6 +264,7 @@ async function main(): Promise<number> {
     jwksHttpsUrl,
     jwtKeyFile,
     tokensFile,
+    es256TokensFile,
     tls: tlsFiles,
     proxyCpu: PROXY_CPU,
   }
@@ -323,8 +339,8 @@ async function main(): Promise<number> {
         const la = byId.get(a)
         const lb = byId.get(b)
         if (la === undefined || lb === undefined) continue
-        const ratios = await pairRatios(la.run, lb.run, load)
-        pairs.push({ a: la.row.name, b: lb.row.name, ratios, target })
+        const { ratios, diffs } = await pairRatios(la.run, lb.run, load)
+        pairs.push({ a: la.row.name, b: lb.row.name, ratios, diffs, target })
         log(`pair ${a} / ${b}: ${ratios.map((r) => r.toFixed(3)).join(' ')}`)
       }
     }
@@ -335,44 +351,55 @@ async function main(): Promise<number> {
     sections.push({ title, rows, pairs })
   }
 
-  // --- HTTP/2 (h2load) next to HTTP/1.1, gatehouse with an API key ------------------------
-  // Not in the smoke run (CI must not need h2load); skipped with a note when h2load is absent.
-  const h2Rows: string[] = []
-  if (!SMOKE && (ONLY === undefined || ONLY.has('gh-h2'))) {
-    if (!onPath('h2load')) problems.push('h2load (Debian nghttp2-client) is not installed: the HTTP/2 table is not run')
-    else {
-      for (const tls of [false, true]) {
-        const run = await ghApiKey.start(ctx, tls)
-        try {
-          for (const [label, h1, streams] of [
-            ['HTTP/1.1', true, 1],
-            ['HTTP/2, 1 stream per connection', false, 1],
-            ['HTTP/2, 10 streams per connection', false, 10],
-          ] as const) {
-            const o = { url: `${run.url}/bench`, h1, connections: CONNECTIONS, streams, seconds: PLAN.warmSecs, auth: run.auth, cpu: LOAD_CPU }
-            await runH2load(o)
-            const rps: number[] = []
-            const cpuUs: number[] = []
-            const mean: number[] = []
-            let failed = 0
-            for (let round = 0; round < PLAN.rounds; round++) {
-              const before = cpuSnapshot(run.proc.pid)
-              const r = await runH2load({ ...o, seconds: PLAN.secs })
-              const cpu = cpuDelta(before, cpuSnapshot(run.proc.pid))
-              rps.push(r.rps)
-              cpuUs.push(r.succeeded > 0 ? (cpu * 1e6) / r.succeeded : NaN)
-              mean.push(r.meanUs)
-              failed += r.failed
-            }
-            const med = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN
-            h2Rows.push(`| ${tls ? 'TLS' : 'plain (h2c)'} | ${label} | ${med(rps).toFixed(0)} | ${med(cpuUs).toFixed(1)} | ${(med(mean) / 1000).toFixed(2)} | ${failed} |`)
-            log(`h2load ${tls ? 'TLS' : 'plain'} ${label}: ${med(rps).toFixed(0)} req/s, ${med(cpuUs).toFixed(1)} µs/req`)
-          }
-        } finally {
-          await stopProc(run.proc)
-        }
+  // --- The suites of the second round (issue 17) ----------------------------------------
+  // Each is its own module (runnable alone as npm run bench:<name>) that starts and stops its
+  // own processes in this run's layout and returns its Markdown section and chart bars. Not in
+  // the smoke run (CI needs no Debian peer); `--only` picks them by id like the candidates.
+  const suites: { id: string; title: string; markdown: string; chart?: { file: string; svg: string } }[] = []
+  if (!SMOKE) {
+    const want = (id: string): boolean => ONLY === undefined || ONLY.has(id)
+    const sub = `${PLAN.label} run, ${new Date().toISOString().slice(0, 10)}, gatehouse ${GIT}`
+    const suite = async (id: string, title: string, run: () => Promise<{ markdown: string; bars?: Bar[]; chart?: Omit<ChartOptions, 'bars' | 'title' | 'subtitle'> & { title: string } }>): Promise<void> => {
+      if (!want(id)) return
+      log(`=== ${title}`)
+      const t0 = Date.now()
+      try {
+        const r = await run()
+        const chart = r.bars !== undefined && r.bars.length > 0 && r.chart !== undefined ? { file: `${id}.svg`, svg: barChart({ ...r.chart, subtitle: sub, bars: r.bars }) } : undefined
+        suites.push({ id, title, markdown: r.markdown, ...(chart === undefined ? {} : { chart }) })
+        log(`${id}: done in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+      } catch (e) {
+        problems.push(`${title}: not completed: ${String(e).split('\n').slice(0, 4).join(' / ')}`)
+        log(`${id}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
       }
     }
+    const layout = { quick: QUICK, log, loadCpu: LOAD_CPU, proxyCpu: PROXY_CPU }
+    const named = (bars: { name: string; value: number }[], kind: (name: string) => Bar['kind']): Bar[] => bars.map((b) => ({ label: b.name, value: b.value, kind: kind(b.name) }))
+    await suite('footprint', 'Footprint: RSS idle and under load', async () => {
+      const r = await runFootprint({ ...layout, upUrl: ctx.upUrl, issuer, goodJwt, subject: SUBJECT })
+      return {
+        markdown: r.markdown,
+        bars: r.rows.flatMap((row) => [
+          { label: `${row.name}: idle`, value: row.idleMiB, kind: 'gatehouse' as const },
+          { label: `${row.name}: peak under load`, value: row.peakMiB, kind: 'gatehouse' as const },
+        ]),
+        chart: { title: 'gatehouse RSS per process, idle and under load (lower is better)', unit: 'RSS, MiB', target: { value: 64, label: 'goal under load: 64 MiB' } },
+      }
+    })
+    await suite('jwt-stage', 'What first sight adds: the authentication stage alone', async () => ({ markdown: (await runStage({ rounds: QUICK ? 3 : 9, log })).markdown }))
+    await suite('bulk', 'Bulk bodies: 1 GiB each way', async () => {
+      const r = await runBulk({ ...layout, dir, tlsFiles })
+      return { markdown: r.markdown, bars: named(r.bars, (n) => (n.startsWith('gatehouse') ? 'gatehouse' : n.startsWith('direct') ? 'baseline' : 'peer')), chart: { title: 'Streaming a large body (higher is better)', unit: 'MiB/s', digits: 0 } }
+    })
+    await suite('handshake', 'New TLS connections: full and resumed handshakes', async () => {
+      const r = await runHandshakes({ ...layout, dir, upUrl: ctx.upUrl })
+      return { markdown: r.markdown, bars: named(r.bars, (n) => (n.startsWith('gatehouse') ? 'gatehouse' : 'peer')), chart: { title: 'CPU per new TLS connection (lower is better)', unit: 'CPU µs per connection (handshake + one request)', digits: 0 } }
+    })
+    await suite('h2', 'HTTP/2 and gRPC', async () => {
+      if (!onPath('h2load')) throw new Error('h2load (Debian nghttp2-client) is not installed')
+      const r = await runH2({ ...layout, dir })
+      return { markdown: r.markdown, bars: r.bars, chart: { title: 'CPU per request over HTTP/2 (lower is better)', unit: 'CPU µs per request or call' } }
+    })
   }
 
   // --- report ---------------------------------------------------------------------------
@@ -445,27 +472,26 @@ async function main(): Promise<number> {
         `Both candidates of a pair loaded at the same time (a wrk each, ${CONNECTIONS} connections, ${PLAN.secs} s, ${PLAN.rounds} rounds), sharing CPU 1: whatever the machine does during a round, it does to both. The ratio is of CPU µs/req within each round, the figure that survives a noisy machine. Node against Node only: sharing a core's caches costs a large-footprint runtime more than a C proxy, so ratios to HAProxy and Apache come from the interleaved rounds above.`,
       )
       out.push('')
-      out.push('| A | B | A ÷ B per round | median | target |')
-      out.push('| --- | --- | --- | ---: | --- |')
+      out.push('| A | B | A ÷ B per round | median | A − B, CPU µs/req per round | target |')
+      out.push('| --- | --- | --- | ---: | --- | --- |')
       for (const p of s.pairs) {
         const sorted = [...p.ratios].sort((x, y) => x - y)
         const mid = sorted.length / 2
         const med = sorted.length === 0 ? NaN : sorted.length % 2 === 1 ? (sorted[Math.floor(mid)] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
-        out.push(`| ${p.a} | ${p.b} | ${p.ratios.map((r) => r.toFixed(2)).join(', ')} | ${med.toFixed(2)}× | ${p.target} |`)
+        out.push(`| ${p.a} | ${p.b} | ${p.ratios.map((r) => r.toFixed(2)).join(', ')} | ${med.toFixed(2)}× | ${p.diffs.map((d) => d.toFixed(1)).join(', ')} | ${p.target} |`)
       }
     }
   }
-  if (h2Rows.length > 0) {
+  for (const x of suites) {
     out.push('')
-    out.push('## HTTP/2 and HTTP/1.1 through gatehouse (h2load)')
+    out.push(`## ${x.title}`)
     out.push('')
-    out.push(
-      `gatehouse with an API key, h2load ${version('h2load', ['--version'], /nghttp2\/(\S+)/)} -t1 -c${CONNECTIONS} ${pin ? 'on CPU 0' : ''}; ${PLAN.rounds} round(s) × ${PLAN.secs} s after a ${PLAN.warmSecs} s warm-up, medians. HTTP/2 is terminated by gatehouse and forwarded to the upstream over HTTP/1.1 (gatehouse's keep-alive pool). Plain = prior-knowledge h2c; TLS = ALPN.`,
-    )
-    out.push('')
-    out.push('| listener | protocol | req/s | CPU µs/req | mean ms | failed |')
-    out.push('| --- | --- | ---: | ---: | ---: | ---: |')
-    out.push(...h2Rows)
+    out.push(x.markdown.trim())
+    if (x.chart !== undefined) {
+      charts.push(x.chart)
+      out.push('')
+      out.push(`![${x.title}](${x.chart.file})`)
+    }
   }
   out.push('')
   out.push('## Notes')
@@ -487,7 +513,6 @@ async function main(): Promise<number> {
   out.push(
     '- Latency at 1 connection includes the machine: the first row is wrk straight to an nginx `return 200` pinned like the candidates (plain HTTP, no proxying), i.e. one cross-core round trip that wakes an idle CPU; a proxy adds a second hop (to the upstream on CPU 0). On a shared 2-core VM whose other sessions run test suites, p99 at 1 connection is milliseconds for every candidate, nginx included; CPU µs/req is the figure that survives such noise.',
   )
-  out.push('- Streaming is not measured here: the test suite measures 1 GiB each way through gatehouse with its RSS growth (docs/benchmarks.md, test/integration/streaming.test.ts).')
   for (const p of problems) out.push(`- Problem: ${p}`)
   const md = out.join('\n') + '\n'
   console.log(`\n${md}`)
@@ -517,6 +542,8 @@ interface PairResult {
   a: string
   b: string
   ratios: number[]
+  /** A − B of CPU µs/request per round: what mode A adds over mode B. */
+  diffs: number[]
   target: string
 }
 
@@ -532,11 +559,14 @@ const PAIRS: readonly (readonly [string, string, string])[] = [
   ['gh-apikey', 'gh-anon', '≤ 1.05×'],
   ['gh-anon', 'node-undici', '— (the Node floor)'],
   ['gh-jwt', 'node-undici', '— (the Node floor)'],
+  ['gh-jwt-first', 'gh-jwt', 'reported: A − B is what first sight adds (≤ 40 µs judged on the stage measurement below)'],
+  ['gh-jwt-first-es256', 'gh-jwt', '— (measured)'],
 ]
 
 /** A ÷ B of CPU µs/request, each round with both candidates under load at once. */
-async function pairRatios(a: Running, b: Running, load: (o: LoadOptions) => Promise<LoadResult>): Promise<number[]> {
+async function pairRatios(a: Running, b: Running, load: (o: LoadOptions) => Promise<LoadResult>): Promise<{ ratios: number[]; diffs: number[] }> {
   const ratios: number[] = []
+  const diffs: number[] = []
   const opts = (r: Running): LoadOptions => ({ url: `${r.url}/bench`, connections: CONNECTIONS, seconds: PLAN.secs, auth: r.auth, tokensFile: r.tokensFile })
   for (let round = 0; round < PLAN.rounds; round++) {
     for (const f of [...a.logs, ...b.logs]) {
@@ -551,9 +581,12 @@ async function pairRatios(a: Running, b: Running, load: (o: LoadOptions) => Prom
     const [ra, rb] = await Promise.all([load(opts(a)), load(opts(b))])
     const ca = cpuDelta(ba, cpuSnapshot(a.proc.pid))
     const cb = cpuDelta(bb, cpuSnapshot(b.proc.pid))
-    if (ra.requests > 0 && rb.requests > 0 && ra.errors === 0 && rb.errors === 0) ratios.push(ca / ra.requests / (cb / rb.requests))
+    if (ra.requests > 0 && rb.requests > 0 && ra.errors === 0 && rb.errors === 0) {
+      ratios.push(ca / ra.requests / (cb / rb.requests))
+      diffs.push(((ca / ra.requests) - (cb / rb.requests)) * 1e6)
+    }
   }
-  return ratios
+  return { ratios, diffs }
 }
 
 async function measure(run: Running, row: Row, load: (o: LoadOptions) => Promise<LoadResult>, proxyCore: number | undefined): Promise<void> {

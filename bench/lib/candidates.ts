@@ -433,4 +433,4 @@ const ghLocal: Candidate = {
 }
 
 /** Every candidate, in report order. */
-export const ALL: Candidate[] = [nginx, haproxy, haproxyJwt, apacheOidc, nodeUndici, nodeJose, ghAnon, ghApiKey, ghJwt, ghJwtFirst, ghLocal]
+export const ALL: Candidate[] = [nginx, haproxy, haproxyJwt, apacheOidc, nodeUndici, nodeJose, ghAnon, ghApiKey, ghJwt, ghJwtFirst, ghJwtFirstEs256, ghLocal]
