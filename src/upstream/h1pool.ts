@@ -128,6 +128,15 @@ const READ_SIZE = 64 * 1024
 const MAX_HELD = 8
 
 /**
+ * Free read buffers shared by every plain upstream connection of the process, at most
+ * SHARED_FREE of them (2 MiB): a connection takes one for a read and gives it back as soon as
+ * nothing holds slices of it, so idle keep-alive connections hold no read memory and the
+ * resident total follows the connections actually streaming, not the pool's size.
+ */
+const SHARED_FREE = 32
+const sharedFree: Buffer[] = []
+
+/**
  * A plain connection's read buffers, reused from read to read once nothing holds slices of them.
  *
  * Why: by default every socket read gets a fresh 64 KiB allocation, freed only when the GC
@@ -138,18 +147,18 @@ const MAX_HELD = 8
  *
  * A read's slices go to the exchange's handler (written into the client response); `settle`
  * asks it afterwards whether everything it was given is out of its hands. If so, every buffer
- * of this exchange is free again; if not, the buffer is held and the next read takes another.
- * Buffers held for an earlier exchange are never reused (its response is not the one asked).
+ * of this exchange goes back to the shared free list; if not, the buffer is held and the next
+ * read takes another. Buffers held for an earlier exchange are never reused (its response is
+ * not the one asked): they are left to the GC.
  */
 class ReadBuffers {
   #cur: Buffer | undefined
-  #free: Buffer[] = []
   #held: Buffer[] = []
   #owner: object | undefined
 
   /** The buffer the next read goes into. */
   next(): Buffer {
-    return (this.#cur ??= this.#free.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE))
+    return (this.#cur ??= sharedFree.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE))
   }
 
   /** A read was handed to `owner`'s handler, which says whether it has `released` all it was given. */
@@ -158,13 +167,15 @@ class ReadBuffers {
       this.#owner = owner
       this.#held = []
     }
+    const cur = this.#cur
+    this.#cur = undefined
     if (released) {
-      for (const b of this.#held) if (this.#free.length < MAX_HELD) this.#free.push(b)
+      for (const b of this.#held) if (sharedFree.length < SHARED_FREE) sharedFree.push(b)
       this.#held = []
+      if (cur !== undefined && sharedFree.length < SHARED_FREE) sharedFree.push(cur)
       return
     }
-    if (this.#cur !== undefined && this.#held.length < MAX_HELD) this.#held.push(this.#cur)
-    this.#cur = undefined
+    if (cur !== undefined && this.#held.length < MAX_HELD) this.#held.push(cur)
   }
 }
 
