@@ -16,6 +16,9 @@ export const PEER_PACKAGES: { pkg: string; present: () => boolean }[] = [
   { pkg: 'haproxy', present: () => onPath('haproxy') },
   { pkg: 'apache2', present: () => onPath('apache2') && existsSync('/usr/lib/apache2/modules/mod_proxy_http.so') },
   { pkg: 'libapache2-mod-auth-openidc', present: () => existsSync('/usr/lib/apache2/modules/mod_auth_openidc.so') },
+  // The bulk-body suite's client, and the TLS handshake suite's client (openssl s_time).
+  { pkg: 'curl', present: () => onPath('curl') },
+  { pkg: 'openssl', present: () => onPath('openssl') },
 ]
 
 export function onPath(cmd: string): boolean {
@@ -28,7 +31,7 @@ const POLICY = '/usr/sbin/policy-rc.d'
 export function ensurePackages(log: (s: string) => void): string[] {
   const missing = PEER_PACKAGES.filter((p) => !p.present()).map((p) => p.pkg)
   if (missing.length === 0) {
-    log('peers: wrk, nginx, haproxy, apache2 and mod_auth_openidc are installed')
+    log('peers: wrk, h2load, nginx, haproxy, apache2, mod_auth_openidc, curl and openssl are installed')
     return []
   }
   if (process.getuid?.() !== 0) return [`not root: cannot apt-get install ${missing.join(' ')}; install them or run as root`]
