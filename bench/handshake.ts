@@ -230,7 +230,9 @@ export async function runHandshakes(opts: HandshakeOptions): Promise<{ markdown:
       for (const mode of ['full', 'resumed'] as Mode[]) {
         const samples = new Map<string, Sample[]>(candidates.map((c) => [c.id, []]))
         for (let r = 0; r < rounds; r++) {
-          const all = candidates.map((c) => ({ c, s: started.get(c.id) as Started }))
+          // The order rotates every round: the candidate whose clients start first measured up to
+          // 1.3× (once 3×) dearer than the same build started later in the round.
+          const all = candidates.map((_, i) => candidates[(i + r) % candidates.length] as Candidate).map((c) => ({ c, s: started.get(c.id) as Started }))
           const before = all.map(({ s }) => cpuSnapshot(s.proc.pid))
           const loads = await Promise.all(all.map(({ s }) => load(s.port, mode, oo, seconds, clients)))
           all.forEach(({ c, s }, i) => {
