@@ -147,6 +147,13 @@ export type CompatHandler = (req: http.IncomingMessage, res: http.ServerResponse
 /**
  * The HTTP/2 side of the data listener: gRPC calls go to `onGrpc`, every other request to the
  * same handler as HTTP/1.1 (the compat request/response objects carry the same API).
+ *
+ * gRPC calls are taken from the `stream` event before Node's compat layer sees them: the compat
+ * listener is taken off and called for every other stream (the pattern of `routeAlpn`). A gRPC
+ * call is driven on the stream directly (trailers-only answers, relayed trailers), so the compat
+ * request and response Node would build for it, and its data path, were pure cost: 0.89–0.98× the
+ * CPU per unary call without them, medians of same-noise pairs (docs/benchmarks.md, gRPC). CONNECT
+ * and `expect` streams stay with the compat layer, which answers them as before.
  */
 export function createDataH2(tls: boolean, l: Http2Limits, handler: CompatHandler, onGrpc: (call: GrpcCall) => void, logger: Logger): H2Sessions {
   const opts = sessionOptions(l)
@@ -157,6 +164,7 @@ export function createDataH2(tls: boolean, l: Http2Limits, handler: CompatHandle
       return
     }
     if (isGrpcContentType(req.headers['content-type'])) {
+      // Only a gRPC call with an `expect` header gets here (the rest are taken from 'stream' below).
       // The stream is driven directly (trailers-only answers, relayed trailers); the compat
       // response would send its own (empty) trailers on 'wantTrailers'.
       req.stream.removeAllListeners('wantTrailers')
@@ -165,6 +173,17 @@ export function createDataH2(tls: boolean, l: Http2Limits, handler: CompatHandle
     }
     withoutTrailers(req.stream)
     handler(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse)
+  })
+  // Adding the 'request' listener above made Node add its compat 'stream' listener.
+  const compat = server.listeners('stream') as ((...args: unknown[]) => void)[]
+  server.removeAllListeners('stream')
+  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    if (isGrpcContentType(headers['content-type']) && headers[':method'] !== 'CONNECT' && headers.expect === undefined) {
+      if (headerListSize(rawHeaders) > l.maxHeaderListSize) tooLarge(stream, true)
+      else onGrpc({ stream, headers, rawHeaders, body: stream, listener: 'data' })
+      return
+    }
+    for (const f of compat) f.call(server, stream, headers, flags, rawHeaders)
   })
   return track(server, l, logger)
 }
