@@ -26,7 +26,7 @@ import { startIssuer, type TestIssuer } from '../test/helpers/issuer.ts'
 import { API_KEY, ROOT, oidcEnv, startGatehouse, startUpstream } from './lib/candidates.ts'
 import { onPath } from './lib/install.ts'
 import { runWrk, stopLoad, type LoadResult } from './lib/load.ts'
-import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, rssSampler, stopAll, stopProc, type Proc } from './lib/proc.ts'
+import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, rssSampler, stopProc, type Proc } from './lib/proc.ts'
 import { prove, type BadCredential } from './lib/proof.ts'
 import { median } from './lib/report.ts'
 
@@ -181,8 +181,8 @@ export async function runFootprint(opts: FootprintOptions): Promise<{ markdown: 
     return { markdown: render(rows, { rounds, secs, pin, before: opts.before }), rows }
   } finally {
     stopLoad()
+    // Only what this suite started: under `npm run bench` the shared upstream must live on.
     for (const p of procs) await stopProc(p)
-    await stopAll()
     await ownIssuer?.close()
     rmSync(dir, { recursive: true, force: true })
   }

@@ -36,7 +36,7 @@ import { generateSelfSignedCertificate } from '../src/tls/selfsigned.ts'
 import type { Bar } from './lib/chart.ts'
 import { onPath } from './lib/install.ts'
 import { runWrk, stopLoad, type LoadResult } from './lib/load.ts'
-import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, stopAll, stopProc, type Proc } from './lib/proc.ts'
+import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, stopProc, type Proc } from './lib/proc.ts'
 import { prove, type BadCredential } from './lib/proof.ts'
 import { median } from './lib/report.ts'
 
@@ -219,8 +219,8 @@ export async function runJwt(opts: JwtOptions = {}): Promise<{ markdown: string;
     return { markdown: md.join('\n') + '\n', bars, pairs: results }
   } finally {
     stopLoad()
+    // Only what this run started: a caller's processes (e.g. its upstream) must live on.
     for (const p of procs) await stopProc(p)
-    await stopAll()
     nodeUp?.close()
     await issuer.close()
     rmSync(dir, { recursive: true, force: true })
