@@ -9,14 +9,8 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 
 const serving = process.argv[2] === 'serve'
 // Before the server's modules load: their start-up allocation alone would grow the young
-// generation to its 32 MiB maximum (src/bin/youngGeneration.ts); the old generation grows by
-// 20% between major collections (src/bin/oldGeneration.ts). Other commands skip both.
-if (serving) {
-  const { capYoungGeneration } = await import('./youngGeneration.ts')
-  const { growOldGenerationSlowly } = await import('./oldGeneration.ts')
-  capYoungGeneration()
-  growOldGenerationSlowly()
-}
+// generation to its 32 MiB maximum (src/bin/youngGeneration.ts). Other commands skip it.
+if (serving) (await import('./youngGeneration.ts')).capYoungGeneration()
 const code = await main(process.argv.slice(2))
 // `serve` has drained and flushed its logs when main returns; a cluster worker's IPC channel
 // (and the primary's cluster handles) would otherwise keep the process alive. Workers run

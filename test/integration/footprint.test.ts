@@ -13,7 +13,6 @@ import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { Agent, request } from 'undici'
-import { heapGrowingSetByUser } from '../../src/bin/oldGeneration.ts'
 import { SEMI_SPACE_CAP_MIB, youngGenerationSetByUser } from '../../src/bin/youngGeneration.ts'
 import { ROOT, startServe, type ServeProcess } from '../helpers/cli.ts'
 import { startIssuer, type TestIssuer } from '../helpers/issuer.ts'
@@ -129,9 +128,6 @@ describe('footprint of gatehouse serve', () => {
     assert.equal(youngGenerationSetByUser([], '--max-semi-space-size=16'), true)
     assert.equal(youngGenerationSetByUser(['--max_semi_space_size=8'], ''), true)
     assert.equal(youngGenerationSetByUser(['--semi-space-growth-factor=3'], ''), true)
-    assert.equal(heapGrowingSetByUser([], '--max-semi-space-size=16'), false)
-    assert.equal(heapGrowingSetByUser(['--heap-growing-percent=50'], ''), true)
-    assert.equal(heapGrowingSetByUser([], '--heap_growing_percent=50'), true)
   })
 
   it('does not load undici, ldapts, Redis, or prom-client before the first scrape, in an API-key process', async () => {
