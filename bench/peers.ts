@@ -351,7 +351,7 @@ async function main(): Promise<number> {
     sections.push({ title, rows, pairs })
   }
 
-  // --- The suites of the second round (issue 17) ----------------------------------------
+  // --- The suites of the second round: footprint, first sight, bulk, handshakes, HTTP/2 -------
   // Each is its own module (runnable alone as npm run bench:<name>) that starts and stops its
   // own processes in this run's layout and returns its Markdown section and chart bars. Not in
   // the smoke run (CI needs no Debian peer); `--only` picks them by id like the candidates.
