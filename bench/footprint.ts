@@ -18,7 +18,7 @@
  *
  * `runFootprint(opts)` returns the markdown section and one row per mode for the peer benchmark.
  */
-import { mkdtempSync, readFileSync, rmSync, truncateSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -26,7 +26,7 @@ import { startIssuer, type TestIssuer } from '../test/helpers/issuer.ts'
 import { API_KEY, ROOT, oidcEnv, startGatehouse, startUpstream } from './lib/candidates.ts'
 import { onPath } from './lib/install.ts'
 import { runWrk, stopLoad, type LoadResult } from './lib/load.ts'
-import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, rssSampler, stopProc, type Proc } from './lib/proc.ts'
+import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, rssSampler, stopProc, truncateQuiet, type Proc } from './lib/proc.ts'
 import { prove, type BadCredential } from './lib/proof.ts'
 import { median } from './lib/report.ts'
 
@@ -230,14 +230,6 @@ function render(rows: FootprintRow[], o: { rounds: number; secs: number; pin: bo
     `One process per build and mode, plain HTTP/1.1, GET of a 2-byte body; ${o.rounds} round(s) × ${o.secs} s of wrk -t1 -c${CONNECTIONS}${o.before === undefined ? '' : ' per build, both builds loaded at once (a same-noise pair)'}${o.pin ? '; gatehouse on CPU 1, wrk and the upstream on CPU 0' : ''}. Goal: peak ≤ 64 MiB, idle ≤ 48 MiB, CPU ≤ 1.05× the build before.`,
   )
   return md.join('\n') + '\n'
-}
-
-function truncateQuiet(f: string): void {
-  try {
-    truncateSync(f, 0)
-  } catch {
-    /* not there yet */
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

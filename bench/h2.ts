@@ -25,19 +25,19 @@
  * run bounded in time.
  */
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { startIssuer, type TestIssuer } from '../test/helpers/issuer.ts'
+import { startIssuer } from '../test/helpers/issuer.ts'
 import { generateSelfSignedCertificate } from '../src/tls/selfsigned.ts'
 import { ROOT, oidcEnv, render, startGatehouse, startUpstream } from './lib/candidates.ts'
 import type { Bar } from './lib/chart.ts'
 import { runH2load, type H2loadResult } from './lib/h2load.ts'
 import { onPath } from './lib/install.ts'
-import { cpuDelta, cpuSnapshot, freePort, hasTaskset, killAllSync, pinSelf, rssSampler, startProc, stopAll, stopProc, waitForPort, type Proc } from './lib/proc.ts'
-import type { BadCredential } from './lib/proof.ts'
+import { cpuDelta, cpuSnapshot, freePort, hasTaskset, killAllSync, pinSelf, rssSampler, startProc, stopAll, stopProc, truncateQuiet, waitForPort, type Proc } from './lib/proc.ts'
+import { proofBadTokens, type BadCredential } from './lib/proof.ts'
 import { median } from './lib/report.ts'
 
 export interface H2Options {
@@ -107,7 +107,7 @@ export async function runH2(opts: H2Options): Promise<{ markdown: string; bars: 
   try {
     const now = Math.floor(Date.now() / 1000)
     const goodJwt = await issuer.sign({ sub: SUBJECT, iat: now, exp: now + 86_400 })
-    const bad = await badTokens(issuer, goodJwt)
+    const bad = await proofBadTokens(issuer, goodJwt, SUBJECT)
     const jwtKeyFile = path.join(dir, 'issuer-public.pem')
     writeFileSync(jwtKeyFile, createPublicKey({ key: issuer.keys.publicJwk(issuer.keys.signingKid) as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string, { mode: 0o644 })
     const cert = generateSelfSignedCertificate({ commonName: 'gatehouse bench', days: 2 })
@@ -377,26 +377,6 @@ async function servedCalls(p: Proc): Promise<number> {
     if (m !== null) return Number(m[1])
   }
   throw new Error('gRPC upstream: no answer to SIGUSR2')
-}
-
-function truncateQuiet(file: string): void {
-  try {
-    truncateSync(file, 0)
-  } catch {
-    /* not created yet */
-  }
-}
-
-/** Bad tokens both proxies must refuse (the proof, not the attack suite of bench/peers.ts). */
-async function badTokens(issuer: TestIssuer, good: string): Promise<BadCredential[]> {
-  const now = Math.floor(Date.now() / 1000)
-  return [
-    { label: 'no credential', authorization: undefined },
-    { label: 'corrupted signature', authorization: `Bearer ${issuer.attacks.corruptSignature(good)}` },
-    { label: 'alg none', authorization: `Bearer ${issuer.attacks.unsignedAlgNone({ sub: SUBJECT })}` },
-    { label: 'expired', authorization: `Bearer ${await issuer.sign({ sub: SUBJECT, iat: now - 7200, exp: now - 3600 })}` },
-    { label: 'wrong aud', authorization: `Bearer ${await issuer.sign({ sub: SUBJECT, aud: 'someone-else' })}` },
-  ]
 }
 
 /** One GET over a fresh HTTP/2 session (h2c prior knowledge, or TLS with ALPN h2 only). */

@@ -23,21 +23,21 @@
  * `runJwt(opts)` returns the markdown section and the bars (CPU µs/request per mode) for the
  * peer benchmark to include.
  */
-import { createPublicKey, type JsonWebKey } from 'node:crypto'
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
+import type { JsonWebKey } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { startIssuer, type TestIssuer } from '../test/helpers/issuer.ts'
+import { startIssuer } from '../test/helpers/issuer.ts'
 import { API_KEY, FIRST_SIGHT_CACHE, ROOT, oidcEnv, startGatehouse, startUpstream, tokenPool } from './lib/candidates.ts'
 import { generateSelfSignedCertificate } from '../src/tls/selfsigned.ts'
 import type { Bar } from './lib/chart.ts'
 import { onPath } from './lib/install.ts'
 import { runWrk, stopLoad, type LoadResult } from './lib/load.ts'
-import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, stopProc, type Proc } from './lib/proc.ts'
-import { prove, type BadCredential } from './lib/proof.ts'
+import { cpuDelta, cpuSnapshot, hasTaskset, killAllSync, pinSelf, stopProc, truncateQuiet, type Proc } from './lib/proc.ts'
+import { proofBadTokens, prove, type BadCredential } from './lib/proof.ts'
 import { median } from './lib/report.ts'
 
 /** The modes a pair can name. */
@@ -140,7 +140,7 @@ export async function runJwt(opts: JwtOptions = {}): Promise<{ markdown: string;
     writeFileSync(tlsFiles.certFile, cert.certPem, { mode: 0o644 })
     writeFileSync(tlsFiles.keyFile, cert.keyPem, { mode: 0o600 })
     const ctx = { dir, upUrl, tls: tlsFiles, proxyCpu, issuer, audience: AUDIENCE }
-    const bad = await badTokens(issuer, goodJwt)
+    const bad = await proofBadTokens(issuer, goodJwt, SUBJECT)
 
     /** Start one mode of one build and prove it. */
     const start = async (mode: JwtMode, bin: string, tag: string, extraEnv: Record<string, string> = {}): Promise<Running> => {
@@ -338,28 +338,6 @@ interface Running {
 
 function load(r: Running, seconds: number, cpu: number | undefined): Promise<LoadResult> {
   return runWrk({ url: `${r.url}/bench`, connections: CONNECTIONS, seconds, auth: r.auth, tokensFile: r.tokens, ...(cpu === undefined ? {} : { cpu }) })
-}
-
-function truncateQuiet(f: string): void {
-  try {
-    truncateSync(f, 0)
-  } catch {
-    /* not created yet */
-  }
-}
-
-/** Bad tokens every JWT mode must refuse (a subset of bench/peers.ts's: the proof, not the attack suite). */
-async function badTokens(issuer: TestIssuer, good: string): Promise<BadCredential[]> {
-  const now = Math.floor(Date.now() / 1000)
-  // The HAProxy-style SPKI export proves the issuer's public key is importable (it is what jwt_verify loads).
-  createPublicKey({ key: issuer.keys.publicJwk(issuer.keys.signingKid) as JsonWebKey, format: 'jwk' })
-  return [
-    { label: 'no credential', authorization: undefined },
-    { label: 'corrupted signature', authorization: `Bearer ${issuer.attacks.corruptSignature(good)}` },
-    { label: 'alg none', authorization: `Bearer ${issuer.attacks.unsignedAlgNone({ sub: SUBJECT })}` },
-    { label: 'expired', authorization: `Bearer ${await issuer.sign({ sub: SUBJECT, iat: now - 7200, exp: now - 3600 })}` },
-    { label: 'wrong aud', authorization: `Bearer ${await issuer.sign({ sub: SUBJECT, aud: 'someone-else' })}` },
-  ]
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -5,7 +5,7 @@
  * also on errors and SIGINT.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, truncateSync } from 'node:fs'
 import net from 'node:net'
 
 /** Clock ticks per second for /proc/<pid>/stat (getconf CLK_TCK; 100 on every Linux we run on). */
@@ -251,4 +251,13 @@ export function coreBusy(cpu: number): number {
   if (line === undefined) return 0
   const f = line.trim().split(/\s+/).slice(1).map(Number)
   return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0)) / CLK_TCK
+}
+
+/** Empty a log file between measurements (O_APPEND writers make truncation safe); absent is fine. */
+export function truncateQuiet(file: string): void {
+  try {
+    truncateSync(file, 0)
+  } catch {
+    /* not created yet */
+  }
 }

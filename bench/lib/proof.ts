@@ -5,6 +5,7 @@
  * candidate must forward a plain request. A candidate that fails is reported, not measured.
  */
 import { Agent, request } from 'undici'
+import type { TestIssuer } from '../../test/helpers/issuer.ts'
 
 /** A credential that must be refused. */
 export interface BadCredential {
@@ -79,4 +80,19 @@ export async function prove(spec: ProofSpec): Promise<ProofResult> {
     fail(`good request: ${String(e)}`)
   }
   return { ok, lines, refused }
+}
+
+/**
+ * The bad tokens a suite's proof sends (a subset of bench/peers.ts's ten: the proof, not the
+ * attack suite): none, a corrupted signature, `alg: none`, expired, a wrong audience.
+ */
+export async function proofBadTokens(issuer: TestIssuer, good: string, subject: string): Promise<BadCredential[]> {
+  const now = Math.floor(Date.now() / 1000)
+  return [
+    { label: 'no credential', authorization: undefined },
+    { label: 'corrupted signature', authorization: `Bearer ${issuer.attacks.corruptSignature(good)}` },
+    { label: 'alg none', authorization: `Bearer ${issuer.attacks.unsignedAlgNone({ sub: subject })}` },
+    { label: 'expired', authorization: `Bearer ${await issuer.sign({ sub: subject, iat: now - 7200, exp: now - 3600 })}` },
+    { label: 'wrong aud', authorization: `Bearer ${await issuer.sign({ sub: subject, aud: 'someone-else' })}` },
+  ]
 }
